@@ -1,0 +1,42 @@
+"""The single ``dispatcher`` command operators use: run, plan, dead letters, limits."""
+
+from __future__ import annotations
+
+import click
+
+from dispatcher import __version__
+from dispatcher.commands.configuration import config_group
+from dispatcher.commands.planning import example_orders_command, plan_command, schema_command
+from dispatcher.logging import configure
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="dispatcher")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    envvar="DISPATCHER_LOG_FORMAT",
+    show_default=True,
+    help="JSON (Cloud Logging) or console; auto picks console on a terminal.",
+)
+@click.option(
+    "--log-level", default="info", envvar="DISPATCHER_LOG_LEVEL", show_default=True
+)
+def cli(log_format: str, log_level: str) -> None:
+    """burst-dispatcher: turn swarms of Pub/Sub orders into batched Argo Workflows.
+
+    Orders are validated, classified by input size, batched per class and admitted under a
+    global creation rate and per-class caps on live Workflows; the backlog waits in Pub/Sub.
+    """
+    configure(log_format, log_level)  # type: ignore[arg-type]
+
+
+cli.add_command(plan_command)
+cli.add_command(example_orders_command)
+cli.add_command(schema_command)
+cli.add_command(config_group)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""The ``dispatcher`` CLI's subcommands, one module per group of operator tasks."""

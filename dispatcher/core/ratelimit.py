@@ -1,0 +1,56 @@
+"""A token bucket for the global Workflow creation rate, on an injected clock."""
+
+from __future__ import annotations
+
+from dispatcher.core.clock import Clock
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up.
+
+    With several replicas each one runs a bucket with its share of the global rate
+    (see :func:`share`), so the sum across replicas never exceeds the configured rate.
+    """
+
+    def __init__(self, *, rate: float, burst: int, clock: Clock) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self._clock = clock
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = clock()
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def reconfigure(self, *, rate: float, burst: int) -> None:
+        """Change the limits live; tokens already saved are capped, never added."""
+        self._refill()
+        self._rate, self._burst = rate, float(burst)
+        self._tokens = min(self._tokens, self._burst)
+
+    def try_acquire(self, tokens: int = 1) -> bool:
+        self._refill()
+        if self._tokens >= tokens:
+            self._tokens -= tokens
+            return True
+        return False
+
+    def wait_time(self, tokens: int = 1) -> float:
+        """Seconds until ``tokens`` are available (0 when they are now)."""
+        self._refill()
+        missing = tokens - self._tokens
+        return 0.0 if missing <= 0 else missing / self._rate
+
+    def _refill(self) -> None:
+        now = self._clock()
+        elapsed = max(0.0, now - self._stamp)
+        self._stamp = now
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+
+
+def share(total: float, replicas: int) -> float:
+    """One replica's share of a global limit."""
+    return total / max(1, replicas)
