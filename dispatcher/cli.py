@@ -20,9 +20,7 @@ from dispatcher.logging import configure
     show_default=True,
     help="JSON (Cloud Logging) or console; auto picks console on a terminal.",
 )
-@click.option(
-    "--log-level", default="info", envvar="DISPATCHER_LOG_LEVEL", show_default=True
-)
+@click.option("--log-level", default="info", envvar="DISPATCHER_LOG_LEVEL", show_default=True)
 def cli(log_format: str, log_level: str) -> None:
     """burst-dispatcher: turn swarms of Pub/Sub orders into batched Argo Workflows.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -23,13 +24,13 @@ _CLOUD_SEVERITY = {
 }
 
 
-def _severity(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _severity(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     level = event.pop("level", method)
     event["severity"] = _CLOUD_SEVERITY.get(level, level.upper())
     return event
 
 
-def _message_key(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _message_key(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Cloud Logging shows `message` as the summary line of a structured entry.
     event["message"] = event.pop("event", "")
     return event
@@ -41,7 +42,7 @@ def configure(fmt: LogFormat = "auto", level: str = "info") -> None:
         fmt = "console" if sys.stderr.isatty() else "json"
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        raise ValueError(f"unknown log level {level!r}")
+        raise ValueError(f"unknown log level {level!r}")  # noqa: TRY004 - a bad value, not a type
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -144,7 +144,9 @@ def _record(plan: Plan, batches: list[Batch[int]], settings: Settings) -> None:
         summary.input_bytes += batch.input_bytes
         plan.workflows.append(
             PlannedWorkflow(
-                name=workflow_name(settings.workflow_name_prefix, batch.size_class, batch.order_ids),
+                name=workflow_name(
+                    settings.workflow_name_prefix, batch.size_class, batch.order_ids
+                ),
                 size_class=batch.size_class,
                 order_ids=batch.order_ids,
                 lines=tuple(batch.receipts()),

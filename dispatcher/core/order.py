@@ -86,9 +86,7 @@ def order_json_schema() -> dict[str, Any]:
     return Order.model_json_schema(mode="validation")
 
 
-def parse_order(
-    data: bytes, attributes: Mapping[str, str], *, max_bytes: int
-) -> Order | Rejection:
+def parse_order(data: bytes, attributes: Mapping[str, str], *, max_bytes: int) -> Order | Rejection:
     """Validate one message body (and its attributes) against the v1 contract."""
     if len(data) > max_bytes:
         return Rejection(

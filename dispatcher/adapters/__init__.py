@@ -1,0 +1,1 @@
+"""Adapters: the only modules that talk to Pub/Sub, Kubernetes or the network."""

@@ -1,0 +1,126 @@
+"""Pub/Sub intake and dead-lettering, on the official ``google-cloud-pubsub`` client.
+
+The subscriber callback does as little as possible (it runs on the client's threads and its
+cost is paid per message): it hands the message to the runner's inbox. Dead letters carry the
+original data and attributes plus the ``dlq_*`` attributes of the contract, and the original
+is acked only once the dead letter is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+
+from dispatcher import __version__
+from dispatcher.config import PubSubSettings
+from dispatcher.core.decisions import DeadLetter
+
+MAX_ATTRIBUTE_BYTES = 1024
+
+
+class Delivery(Protocol):
+    """The part of a Pub/Sub message the dispatcher uses (the SDK's Message fits)."""
+
+    data: bytes
+    attributes: Any
+    message_id: str
+    publish_time: Any
+    delivery_attempt: int | None
+
+    def ack(self) -> None: ...
+
+    def nack(self) -> None: ...
+
+
+def flow_control(settings: PubSubSettings) -> pubsub_v1.types.FlowControl:
+    return pubsub_v1.types.FlowControl(
+        max_messages=settings.max_messages,
+        max_bytes=settings.max_bytes,
+        max_lease_duration=settings.max_lease_seconds,
+    )
+
+
+def subscribe(
+    subscriber: pubsub_v1.SubscriberClient,
+    settings: PubSubSettings,
+    on_message: Callable[[Delivery], None],
+) -> pubsub_v1.subscriber.futures.StreamingPullFuture:
+    """Open the streaming pull; ``on_message`` must only enqueue."""
+    return subscriber.subscribe(
+        settings.subscription_path(), callback=on_message, flow_control=flow_control(settings)
+    )
+
+
+def truncate_utf8(text: str, limit: int = MAX_ATTRIBUTE_BYTES) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode("utf-8", errors="ignore") + "..."
+
+
+def dead_letter_attributes(delivery: Delivery, decision: DeadLetter[Any]) -> dict[str, str]:
+    attributes = {str(k): str(v) for k, v in dict(delivery.attributes or {}).items()}
+    publish_time = delivery.publish_time
+    attributes.update(
+        {
+            "dlq_reason": decision.reason.value,
+            "dlq_detail": truncate_utf8(decision.detail),
+            "dlq_stage": decision.stage,
+            "original_message_id": str(delivery.message_id),
+            "original_publish_time": publish_time.isoformat() if publish_time else "",
+            "dispatcher_version": __version__,
+        }
+    )
+    if decision.order_id is not None and "order_id" not in attributes:
+        attributes["order_id"] = truncate_utf8(decision.order_id)
+    return attributes
+
+
+class DeadLetterPublisher:
+    """Publishes a rejected delivery to the dead-letter topic, then acks it (or nacks)."""
+
+    def __init__(self, publisher: pubsub_v1.PublisherClient, topic_path: str) -> None:
+        self._publisher = publisher
+        self._topic = topic_path
+
+    def publish(
+        self,
+        delivery: Delivery,
+        decision: DeadLetter[Any],
+        on_done: Callable[[bool, BaseException | None], None] | None = None,
+    ) -> Future[str]:
+        future: Future[str] = self._publisher.publish(
+            self._topic, delivery.data, **dead_letter_attributes(delivery, decision)
+        )
+
+        def settle(done: Future[str]) -> None:
+            error = done.exception()
+            if error is None:
+                delivery.ack()
+            else:
+                # Not stored: give the message back; Pub/Sub's own dead-letter policy is the
+                # last resort if this keeps failing.
+                delivery.nack()
+            if on_done is not None:
+                on_done(error is None, error)
+
+        future.add_done_callback(settle)
+        return future
+
+
+def ensure_topic(publisher: pubsub_v1.PublisherClient, topic_path: str) -> None:
+    """Create a topic if it does not exist (for local runs and tests)."""
+    with contextlib.suppress(gexc.AlreadyExists):
+        publisher.create_topic(name=topic_path)
+
+
+def ensure_subscription(
+    subscriber: pubsub_v1.SubscriberClient, subscription_path: str, topic_path: str
+) -> None:
+    with contextlib.suppress(gexc.AlreadyExists):
+        subscriber.create_subscription(name=subscription_path, topic=topic_path)

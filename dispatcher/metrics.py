@@ -1,0 +1,90 @@
+"""Prometheus figures named in the design contract, on a registry per process (or per test)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from dispatcher.core.batching import Batch
+from dispatcher.core.order import Reason
+
+PREFIX = "burst_dispatcher"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+AGE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.orders_received = Counter(
+            f"{PREFIX}_orders_received", "Deliveries taken from Pub/Sub.", registry=r
+        )
+        self.orders_submitted = Counter(
+            f"{PREFIX}_orders_submitted",
+            "Orders inside a created Workflow.",
+            ["size_class"],
+            registry=r,
+        )
+        self.orders_dead_lettered = Counter(
+            f"{PREFIX}_orders_dead_lettered",
+            "Deliveries sent to the dead-letter topic.",
+            ["reason"],
+            registry=r,
+        )
+        self.workflows_created = Counter(
+            f"{PREFIX}_workflows_created",
+            "Workflow create calls that succeeded (or 409).",
+            ["size_class", "result"],
+            registry=r,
+        )
+        self.live_workflows = Gauge(
+            f"{PREFIX}_live_workflows",
+            "Pending + running Workflows seen in the cluster.",
+            ["size_class"],
+            registry=r,
+        )
+        self.held_orders = Gauge(
+            f"{PREFIX}_held_orders",
+            "Orders held in this process (batching or admission).",
+            ["size_class"],
+            registry=r,
+        )
+        self.submit_latency = Histogram(
+            f"{PREFIX}_submit_latency_seconds",
+            "Duration of a Workflow create call.",
+            ["size_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.order_age = Histogram(
+            f"{PREFIX}_order_age_at_submission_seconds",
+            "From publish to Workflow created, per order.",
+            ["size_class"],
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+
+    def received(self) -> None:
+        self.orders_received.inc()
+
+    def dead_lettered(self, reason: Reason) -> None:
+        self.orders_dead_lettered.labels(reason.value).inc()
+
+    def submitted(self, batch: Batch[Any], result: str, latency: float) -> None:
+        size_class = batch.size_class
+        self.workflows_created.labels(size_class, result).inc()
+        self.orders_submitted.labels(size_class).inc(len(batch.tickets))
+        self.submit_latency.labels(size_class).observe(latency)
+        now = time.time()
+        age = self.order_age.labels(size_class)
+        for ticket in batch.tickets:
+            published = getattr(ticket.receipts[0], "publish_time", None)
+            if published is not None and hasattr(published, "timestamp"):
+                age.observe(max(0.0, now - published.timestamp()))
+
+    def observe_engine(self, engine: Any) -> None:
+        for size_class, held in engine.held_orders().items():
+            self.held_orders.labels(size_class).set(held)
