@@ -119,6 +119,15 @@ class OrderLimits(_Strict):
         return self
 
 
+class ServiceSettings(_Strict):
+    """How the long-running process behaves."""
+
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    drain_seconds: float = Field(default=50, gt=0, le=3600)
+    create_workers: int = Field(default=8, ge=1, le=128)
+    reload_seconds: float = Field(default=10, gt=0, le=3600)
+
+
 class Settings(_Strict):
     """The whole configuration of one dispatcher deployment."""
 
@@ -128,6 +137,7 @@ class Settings(_Strict):
     pubsub: PubSubSettings = PubSubSettings()
     limits: GlobalLimits = GlobalLimits()
     orders: OrderLimits = OrderLimits()
+    service: ServiceSettings = ServiceSettings()
     optional_steps: dict[StepName, bool] = Field(default_factory=dict)
     classes: list[SizeClass] = Field(min_length=1)
 

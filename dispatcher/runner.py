@@ -80,6 +80,9 @@ class Runner:
         self._pool.shutdown(wait=finished, cancel_futures=not finished)
         return finished
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     @property
     def metrics(self) -> Metrics:
         return self._metrics
