@@ -7,6 +7,7 @@ import click
 from dispatcher import __version__
 from dispatcher.commands.configuration import config_group
 from dispatcher.commands.planning import example_orders_command, plan_command, schema_command
+from dispatcher.commands.run import run_command
 from dispatcher.logging import configure
 
 
@@ -30,6 +31,7 @@ def cli(log_format: str, log_level: str) -> None:
     configure(log_format, log_level)  # type: ignore[arg-type]
 
 
+cli.add_command(run_command)
 cli.add_command(plan_command)
 cli.add_command(example_orders_command)
 cli.add_command(schema_command)

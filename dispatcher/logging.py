@@ -65,4 +65,5 @@ def configure(fmt: LogFormat = "auto", level: str = "info") -> None:
 
 
 def get_logger(**bound: Any) -> Any:
-    return structlog.get_logger("burst_dispatcher").bind(**bound)
+    """A lazy logger: safe at import time, it takes the configuration in force when used."""
+    return structlog.get_logger("burst_dispatcher", **bound)

@@ -47,7 +47,9 @@ class Runner:
         clock: Clock,
         metrics: Metrics | None = None,
         create_workers: int = 8,
+        replica: str | None = None,
     ) -> None:
+        self._replica = replica
         self.engine = engine
         self._sink = sink
         self._dead_letters = dead_letters
@@ -153,6 +155,7 @@ class Runner:
             batch,
             settings=self.engine.settings,
             message_ids=[str(r.message_id) for r in batch.receipts()],
+            replica=self._replica,
         )
         started = self._clock()
 

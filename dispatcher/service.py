@@ -36,6 +36,7 @@ class Service:
     clock: Clock = monotonic
     metrics: Metrics = field(default_factory=Metrics)
     config_path: Path | None = None
+    replica: str | None = None
     _runner: Runner | None = None
     _stream: Any = None
     _reloader: threading.Thread | None = None
@@ -53,6 +54,7 @@ class Service:
             clock=self.clock,
             metrics=self.metrics,
             create_workers=self.settings.service.create_workers,
+            replica=self.replica,
         )
         self._runner.start()
         self._stream = subscribe(self.subscriber, self.settings.pubsub, self._runner.offer)
@@ -88,7 +90,7 @@ class Service:
             self._stream.cancel()
             try:
                 self._stream.result(timeout=grace)
-            except Exception as exc:  # noqa: BLE001 - shutting down either way
+            except Exception as exc:
                 log.warning("stream_close_failed", error=str(exc))
         log.info("dispatcher_stopped", drained=drained)
         return drained
@@ -103,7 +105,13 @@ class Service:
         if not changes:
             return
         self.settings = settings
-        self.runner.call_soon(lambda: (self.runner.engine.apply_limits(settings), [])[1])
+        engine = self.runner.engine
+
+        def swap() -> list[Any]:
+            engine.apply_limits(settings)
+            return []
+
+        self.runner.call_soon(swap)
         log.info("limits_reloaded", changes=changes)
 
     def _watch_config(self) -> None:

@@ -22,7 +22,7 @@ class OpsServer:
         }
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 route = routes.get(self.path.split("?", 1)[0])
                 status, body, kind = route() if route else (404, b"not found\n", "text/plain")
                 self.send_response(status)
@@ -31,7 +31,7 @@ class OpsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return  # probes every few seconds would drown the logs
 
         self._server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104

@@ -19,7 +19,7 @@ from dispatcher.core.classify import Classifier, Ticket
 from dispatcher.core.clock import Clock
 from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Release
 from dispatcher.core.order import Reason, Rejection, parse_order
-from dispatcher.core.ratelimit import TokenBucket, share
+from dispatcher.core.ratelimit import TokenBucket, cap_share, share
 from dispatcher.core.render import workflow_name
 
 R = TypeVar("R")
@@ -32,11 +32,15 @@ class ClusterState(Protocol):
 
     def live_in_class(self, size_class: str) -> int: ...
 
+    def own_live_in_class(self, size_class: str) -> int: ...
+
     def objects_total(self) -> int: ...
 
     def record_created(self, name: str, size_class: str, order_ids: tuple[str, ...]) -> None: ...
 
     def replicas(self) -> int: ...
+
+    def rank(self) -> int: ...
 
 
 class Engine(Generic[R]):
@@ -66,6 +70,7 @@ class Engine(Generic[R]):
         self._ready = {c.name: self._ready.get(c.name, deque()) for c in settings.classes}
         self._by_priority = sorted(settings.classes, key=lambda c: -c.priority)
         replicas = self._cluster.replicas()
+        self._replicas_seen = replicas
         self._bucket.reconfigure(
             rate=share(settings.limits.workflows_per_second, replicas),
             burst=max(1, int(share(settings.limits.burst, replicas))),
@@ -95,6 +100,8 @@ class Engine(Generic[R]):
 
     def tick(self) -> list[Decision[R]]:
         """Close batches whose linger is over and admit what the limits allow."""
+        if self._cluster.replicas() != self._replicas_seen:
+            self.apply_limits(self.settings)  # a replica came or went: new shares of the rate
         for batch in self._batcher.due(self._clock()):
             self._ready[batch.size_class].append(batch)
         return self._admit()
@@ -157,16 +164,23 @@ class Engine(Generic[R]):
     def _admit(self) -> list[Decision[R]]:
         decisions: list[Decision[R]] = []
         limits = self.settings.limits
+        cluster = self._cluster
+        replicas, rank = cluster.replicas(), cluster.rank()
         for size_class in self._by_priority:
-            queue = self._ready[size_class.name]
+            name = size_class.name
+            queue = self._ready[name]
             while queue:
-                occupancy = Occupancy(
-                    live_in_class=self._cluster.live_in_class(size_class.name)
-                    + self._in_flight_by_class.get(size_class.name, 0),
-                    objects_total=self._cluster.objects_total() + len(self._in_flight),
+                verdict: Admit | Hold | None = self._check_share(
+                    name, size_class.max_live_workflows, replicas, rank
                 )
-                caps = Caps(size_class.max_live_workflows, limits.max_workflow_objects)
-                verdict = decide(occupancy, caps, self._bucket)
+                if verdict is None:
+                    occupancy = Occupancy(
+                        live_in_class=cluster.live_in_class(name)
+                        + self._in_flight_by_class.get(name, 0),
+                        objects_total=cluster.objects_total() + len(self._in_flight),
+                    )
+                    caps = Caps(size_class.max_live_workflows, limits.max_workflow_objects)
+                    verdict = decide(occupancy, caps, self._bucket)
                 if isinstance(verdict, Hold):
                     if verdict.reason is HoldReason.CLASS_CAP:
                         break  # this class waits; others may still go
@@ -174,6 +188,15 @@ class Engine(Generic[R]):
                 if isinstance(verdict, Admit):
                     decisions.append(self._start(queue.popleft()))
         return decisions
+
+    def _check_share(self, name: str, cap: int, replicas: int, rank: int) -> Hold | None:
+        """With several replicas, each keeps to its share of the class cap (see docs)."""
+        if replicas <= 1:
+            return None
+        own = self._cluster.own_live_in_class(name) + self._in_flight_by_class.get(name, 0)
+        if own >= cap_share(cap, replicas, rank):
+            return Hold(HoldReason.CLASS_CAP, None)
+        return None
 
     def _start(self, batch: Batch[R]) -> Create[R]:
         name = workflow_name(self.settings.workflow_name_prefix, batch.size_class, batch.order_ids)
@@ -229,5 +252,11 @@ class LocalClusterState:
         self._live.pop(name, None)
         self._done.discard(name)
 
+    def own_live_in_class(self, size_class: str) -> int:
+        return self.live_in_class(size_class)
+
     def replicas(self) -> int:
         return self._replicas
+
+    def rank(self) -> int:
+        return 0

@@ -54,3 +54,9 @@ class TokenBucket:
 def share(total: float, replicas: int) -> float:
     """One replica's share of a global limit."""
     return total / max(1, replicas)
+
+
+def cap_share(cap: int, replicas: int, rank: int) -> int:
+    """One replica's share of a cap; the shares of ranks 0..replicas-1 add up to ``cap``."""
+    base, remainder = divmod(cap, max(1, replicas))
+    return base + (1 if rank < remainder else 0)

@@ -21,6 +21,7 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "burst-dispatcher"
 LABEL_CLASS = "burst-dispatcher.io/size-class"
 LABEL_ENVIRONMENT = "burst-dispatcher.io/environment"
+LABEL_REPLICA = "burst-dispatcher.io/replica"
 ANNOTATION_ORDER_IDS = "burst-dispatcher.io/order-ids"
 ANNOTATION_MESSAGE_IDS = "burst-dispatcher.io/message-ids"
 NAME_HASH_CHARS = 16
@@ -41,6 +42,7 @@ def render_workflow(
     *,
     settings: Settings,
     message_ids: list[str] | None = None,
+    replica: str | None = None,
 ) -> dict[str, Any]:
     """The Workflow body the dispatcher creates for ``batch``."""
     size_class = settings.size_class(batch.size_class)
@@ -49,17 +51,20 @@ def render_workflow(
     if message_ids is not None:
         annotations[ANNOTATION_MESSAGE_IDS] = _compact(message_ids)
     orders = "[" + ",".join(t.item_json for t in batch.tickets) + "]"
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_CLASS: size_class.name,
+        LABEL_ENVIRONMENT: settings.environment,
+    }
+    if replica:
+        labels[LABEL_REPLICA] = replica
     return {
         "apiVersion": API_VERSION,
         "kind": "Workflow",
         "metadata": {
             "name": name,
             "namespace": settings.namespace,
-            "labels": {
-                LABEL_MANAGED_BY: MANAGED_BY,
-                LABEL_CLASS: size_class.name,
-                LABEL_ENVIRONMENT: settings.environment,
-            },
+            "labels": labels,
             "annotations": annotations,
         },
         "spec": {

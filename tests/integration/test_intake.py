@@ -38,8 +38,10 @@ def swarm() -> tuple[list[tuple[bytes, dict[str, str]]], set[str], dict[bytes, s
         (b"[1,2,3]", "not_an_object"),
         (b'{"order_id":"","input":{"uri":"u","size_bytes":1}}', "schema"),
         (b'{"order_id":"x","input":{"uri":"u","size_bytes":true}}', "schema"),
-        (b'{"order_id":"x","input":{"uri":"u","size_bytes":1},"schema_version":9}',
-         "unsupported_schema_version"),
+        (
+            b'{"order_id":"x","input":{"uri":"u","size_bytes":1},"schema_version":9}',
+            "unsupported_schema_version",
+        ),
     ]
     for i in range(100):
         data, reason = bad[i % len(bad)]
@@ -75,8 +77,11 @@ def test_thousand_orders_exactly_once(pubsub_clients: Any, make_topic_subscripti
                 }
             ),
             "limits": base.limits.model_copy(
-                update={"workflows_per_second": 10_000, "burst": 10_000,
-                        "max_workflow_objects": 100_000}
+                update={
+                    "workflows_per_second": 10_000,
+                    "burst": 10_000,
+                    "max_workflow_objects": 100_000,
+                }
             ),
             "classes": [
                 c.model_copy(update={"max_live_workflows": 10_000, "max_linger_seconds": 0.5})
@@ -106,7 +111,9 @@ def test_thousand_orders_exactly_once(pubsub_clients: Any, make_topic_subscripti
             return [
                 oid
                 for body in list(sink.bodies.values())
-                for oid in json.loads(body["metadata"]["annotations"]["burst-dispatcher.io/order-ids"])
+                for oid in json.loads(
+                    body["metadata"]["annotations"]["burst-dispatcher.io/order-ids"]
+                )
             ]
 
         poll(lambda: set(submitted()) >= valid, 180, "every valid order in a Workflow")

@@ -1,0 +1,326 @@
+"""What the cluster holds, kept current by a list + watch of the dispatcher's own Workflows.
+
+The engine asks, for every delivery, whether the order is already inside a Workflow, and for
+every admission how many Workflows of a class are live. Both answers come from memory kept
+current by one watch (label selector: managed-by + environment), never from an API call in
+the hot path. A 410 Gone (expired resourceVersion) relists. Orders of Workflows that Argo's
+TTL has deleted are remembered for a while, so a very late redelivery is still recognised.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import watch as k8s_watch
+from kubernetes.client.exceptions import ApiException
+
+from dispatcher.adapters.kube import GROUP, REQUEST_TIMEOUT, VERSION
+from dispatcher.core.render import (
+    ANNOTATION_ORDER_IDS,
+    LABEL_CLASS,
+    LABEL_ENVIRONMENT,
+    LABEL_MANAGED_BY,
+    LABEL_REPLICA,
+    MANAGED_BY,
+)
+from dispatcher.logging import get_logger
+
+log = get_logger()
+
+LIVE_PHASES = frozenset({"", "Pending", "Running"})
+FORGOTTEN_ORDERS_KEPT = 200_000
+WATCH_SECONDS = 240
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    size_class: str
+    live: bool
+    replica: str
+    order_ids: tuple[str, ...]
+
+
+def selector(environment: str) -> str:
+    return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_ENVIRONMENT}={environment}"
+
+
+def entry_of(obj: dict[str, Any]) -> _Entry:
+    metadata = obj.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    try:
+        order_ids = tuple(json.loads(annotations.get(ANNOTATION_ORDER_IDS, "[]")))
+    except ValueError:
+        order_ids = ()
+    phase = (obj.get("status") or {}).get("phase") or ""
+    live = phase in LIVE_PHASES and not metadata.get("deletionTimestamp")
+    return _Entry(labels.get(LABEL_CLASS, ""), live, labels.get(LABEL_REPLICA, ""), order_ids)
+
+
+class WorkflowView:
+    """The ClusterState the engine reads, fed by a watch thread."""
+
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        *,
+        namespace: str,
+        environment: str,
+        identity: str = "",
+        membership: Any = None,
+    ) -> None:
+        self._objects_api = k8s.CustomObjectsApi(api)
+        self._namespace = namespace
+        self._selector = selector(environment)
+        self._identity = identity
+        self._membership = membership
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._orders: dict[str, str] = {}
+        self._forgotten: OrderedDict[str, None] = OrderedDict()
+        self._live: Counter[str] = Counter()
+        self._own_live: Counter[str] = Counter()
+        self._resource_version = ""
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="workflow-watch", daemon=True)
+        self.history: list[tuple[str, str, bool]] | None = None  # (event, name, live) if set
+
+    # -- ClusterState ------------------------------------------------------------------
+    def contains(self, order_id: str) -> bool:
+        return order_id in self._orders or order_id in self._forgotten
+
+    def live_in_class(self, size_class: str) -> int:
+        return self._live[size_class]
+
+    def own_live_in_class(self, size_class: str) -> int:
+        return self._own_live[size_class]
+
+    def objects_total(self) -> int:
+        return len(self._entries)
+
+    def replicas(self) -> int:
+        return self._membership.count() if self._membership is not None else 1
+
+    def rank(self) -> int:
+        return self._membership.rank() if self._membership is not None else 0
+
+    def record_created(self, name: str, size_class: str, order_ids: tuple[str, ...]) -> None:
+        with self._lock:
+            if name not in self._entries:
+                self._put(name, _Entry(size_class, True, self._identity, order_ids))
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        self._thread.start()
+        if not self._synced.wait(timeout):
+            raise TimeoutError("could not list Workflows from the API server")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    # -- internals ---------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                if not self._resource_version:
+                    self._relist()
+                self._watch()
+                backoff = 0.5
+            except ApiException as exc:
+                if exc.status == 410:
+                    log.info("workflow_watch_expired", action="relist")
+                    self._resource_version = ""
+                    continue
+                log.warning("workflow_watch_failed", status=exc.status, error=str(exc.reason))
+            except Exception as exc:
+                log.warning("workflow_watch_failed", error=f"{type(exc).__name__}: {exc}")
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    def _relist(self) -> None:
+        fresh: dict[str, _Entry] = {}
+        token: str | None = None
+        while True:
+            page = self._objects_api.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self._namespace,
+                "workflows",
+                label_selector=self._selector,
+                limit=500,
+                _continue=token,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+            for obj in page.get("items", []):
+                fresh[obj["metadata"]["name"]] = entry_of(obj)
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                self._resource_version = page["metadata"]["resourceVersion"]
+                break
+        with self._lock:
+            for name in list(self._entries):
+                if name not in fresh:
+                    self._drop(name)
+            for name, entry in fresh.items():
+                self._put(name, entry)
+        self._synced.set()
+
+    def _watch(self) -> None:
+        stream = k8s_watch.Watch().stream(
+            self._objects_api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self._namespace,
+            "workflows",
+            label_selector=self._selector,
+            resource_version=self._resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _request_timeout=(REQUEST_TIMEOUT[0], WATCH_SECONDS + 30),
+        )
+        for event in stream:
+            if self._stop.is_set():
+                return
+            kind, obj = event["type"], event["object"]
+            if kind == "ERROR":
+                code = obj.get("code") if isinstance(obj, dict) else None
+                raise ApiException(status=code or 500, reason=str(obj))
+            metadata = obj.get("metadata") or {}
+            self._resource_version = metadata.get("resourceVersion", self._resource_version)
+            if kind == "BOOKMARK":
+                continue
+            name = metadata["name"]
+            with self._lock:
+                if kind == "DELETED":
+                    self._drop(name)
+                else:
+                    self._put(name, entry_of(obj))
+                if self.history is not None:
+                    self.history.append((kind, name, kind != "DELETED" and entry_of(obj).live))
+
+    def _put(self, name: str, entry: _Entry) -> None:
+        old = self._entries.get(name)
+        if old is not None:
+            self._count(old, -1)
+        self._entries[name] = entry
+        self._count(entry, +1)
+        for order_id in entry.order_ids:
+            self._orders[order_id] = name
+            self._forgotten.pop(order_id, None)
+
+    def _drop(self, name: str) -> None:
+        old = self._entries.pop(name, None)
+        if old is None:
+            return
+        self._count(old, -1)
+        for order_id in old.order_ids:
+            if self._orders.get(order_id) == name:
+                del self._orders[order_id]
+                self._forgotten[order_id] = None
+        while len(self._forgotten) > FORGOTTEN_ORDERS_KEPT:
+            self._forgotten.popitem(last=False)
+
+    def _count(self, entry: _Entry, delta: int) -> None:
+        if entry.live:
+            self._live[entry.size_class] += delta
+            if entry.replica == self._identity:
+                self._own_live[entry.size_class] += delta
+
+
+class Membership:
+    """Live replicas, from one coordination Lease per replica renewed in the background.
+
+    Global limits are split into shares: a replica's share of the creation rate is
+    ``rate / replicas`` and of each cap ``cap // replicas`` (+1 for the lowest ranks while a
+    remainder is left), so the shares add up to the configured limit exactly.
+    """
+
+    LABEL = "burst-dispatcher.io/replica-lease"
+
+    def __init__(
+        self, api: k8s.ApiClient, *, namespace: str, identity: str, lease_seconds: int = 30
+    ) -> None:
+        self._api = k8s.CoordinationV1Api(api)
+        self._namespace = namespace
+        self.identity = identity
+        self._lease_seconds = lease_seconds
+        self._members: list[str] = [identity]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="membership", daemon=True)
+
+    def count(self) -> int:
+        return max(1, len(self._members))
+
+    def rank(self) -> int:
+        members = self._members
+        return members.index(self.identity) if self.identity in members else 0
+
+    def start(self) -> None:
+        self._renew()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._api.delete_namespaced_lease(self._lease_name(), self._namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("lease_release_failed", error=str(exc.reason))
+
+    def _lease_name(self) -> str:
+        return f"burst-dispatcher-{self.identity}"[:63].rstrip("-.")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._lease_seconds / 3):
+            try:
+                self._renew()
+            except Exception as exc:
+                log.warning("lease_renew_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _renew(self) -> None:
+        now = _utcnow()
+        body = k8s.V1Lease(
+            metadata=k8s.V1ObjectMeta(
+                name=self._lease_name(),
+                labels={self.LABEL: "true", LABEL_MANAGED_BY: MANAGED_BY},
+            ),
+            spec=k8s.V1LeaseSpec(
+                holder_identity=self.identity,
+                lease_duration_seconds=self._lease_seconds,
+                renew_time=now,
+            ),
+        )
+        try:
+            self._api.replace_namespaced_lease(self._lease_name(), self._namespace, body)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self._api.create_namespaced_lease(self._namespace, body)
+        leases = self._api.list_namespaced_lease(
+            self._namespace, label_selector=f"{self.LABEL}=true"
+        )
+        alive = []
+        for lease in leases.items:
+            spec = lease.spec
+            if spec is None or spec.renew_time is None or not spec.holder_identity:
+                continue
+            age = (now - spec.renew_time).total_seconds()
+            if age <= (spec.lease_duration_seconds or self._lease_seconds):
+                alive.append(spec.holder_identity)
+        self._members = sorted(set(alive) | {self.identity})
+
+
+def _utcnow() -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC)

@@ -1,0 +1,179 @@
+"""``dispatcher run``: the long-running service, wired to real Pub/Sub and Kubernetes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from dispatcher.commands.common import config_option, settings_or_exit
+from dispatcher.logging import get_logger
+
+log = get_logger()
+
+
+@click.command("run")
+@config_option
+@click.option(
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    default=None,
+    help="Kubeconfig file (default: in-cluster credentials, else ~/.kube/config).",
+)
+@click.option(
+    "--sink-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write Workflow manifests here instead of creating them (no cluster needed).",
+)
+@click.option(
+    "--identity",
+    envvar="POD_NAME",
+    default=None,
+    help="This replica's name (default: $POD_NAME, else the host name).",
+)
+@click.option(
+    "--ensure-topology",
+    is_flag=True,
+    help="Create the subscription's topic, the subscription and the dead-letter topic if "
+    "missing (local emulators and dev projects).",
+)
+@click.option(
+    "--topic",
+    default="orders",
+    show_default=True,
+    help="Orders topic, only used with --ensure-topology.",
+)
+@click.option("--http-port", type=int, default=None, help="Override service.http_port.")
+def run_command(
+    config_path: Path | None,
+    kubeconfig: str | None,
+    sink_dir: Path | None,
+    identity: str | None,
+    ensure_topology: bool,
+    topic: str,
+    http_port: int | None,
+) -> None:
+    """Pull orders from Pub/Sub and create batched Workflows until SIGTERM.
+
+    Acks an order only once its Workflow exists (or Argo already has it), dead-letters what it
+    cannot process with a reason, and holds the rest while limits say so. The mounted
+    configuration file is re-read every `service.reload_seconds`; new limits apply live.
+    SIGTERM drains: partial batches are sent or released, creates in flight finish.
+    """
+    from google.cloud import pubsub_v1
+
+    from dispatcher.adapters.http import OpsServer
+    from dispatcher.adapters.pubsub import ensure_subscription, ensure_topic
+    from dispatcher.adapters.sinks import DirectorySink, WorkflowSink
+    from dispatcher.core.engine import ClusterState, LocalClusterState
+    from dispatcher.service import Service
+
+    settings = settings_or_exit(config_path)
+    me = identity or socket.gethostname()
+    subscriber = pubsub_v1.SubscriberClient()
+    publisher = pubsub_v1.PublisherClient()
+    ps = settings.pubsub
+    if ensure_topology:
+        topic_path = (
+            topic if topic.startswith("projects/") else publisher.topic_path(ps.project, topic)
+        )
+        ensure_topic(publisher, topic_path)
+        ensure_topic(publisher, ps.dead_letter_topic_path())
+        ensure_subscription(subscriber, ps.subscription_path(), topic_path)
+
+    sink: WorkflowSink
+    cluster: ClusterState
+    checks: list[Any] = []
+    closers: list[Any] = []
+    if sink_dir is not None:
+        sink, cluster, replica = DirectorySink(sink_dir), LocalClusterState(), None
+    else:
+        from dispatcher.adapters.cluster_view import Membership, WorkflowView
+        from dispatcher.adapters.kube import KubeWorkflowSink, api_client
+
+        api = api_client(kubeconfig, pool_size=settings.service.create_workers + 4)
+        membership = Membership(api, namespace=settings.namespace, identity=me)
+        membership.start()
+        view = WorkflowView(
+            api,
+            namespace=settings.namespace,
+            environment=settings.environment,
+            identity=me,
+            membership=membership,
+        )
+        view.start()
+        kube_sink = KubeWorkflowSink(api, namespace=settings.namespace)
+        sink, cluster, replica = kube_sink, view, me
+        checks.append(kube_sink.ping)
+        checks.append(lambda: (view.synced(), "workflow watch synced"))
+        closers += [view.stop, membership.stop]
+
+    service = Service(
+        settings,
+        subscriber=subscriber,
+        publisher=publisher,
+        sink=sink,
+        cluster=cluster,
+        config_path=config_path,
+        replica=replica,
+    )
+    pubsub_ready = _PubSubProbe(subscriber, ps.subscription_path())
+    checks.insert(0, pubsub_ready)
+
+    def ready() -> tuple[bool, str]:
+        results = [check() for check in checks]
+        return all(ok for ok, _ in results), "; ".join(detail for _, detail in results)
+
+    ops = OpsServer(
+        port=settings.service.http_port if http_port is None else http_port,
+        registry=service.metrics.registry,
+        healthy=service.healthy,
+        ready=ready,
+    )
+    ops.start()
+    service.start()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("ops_listening", port=ops.port, identity=me, pid=os.getpid())
+    stop.wait()
+    drained = service.stop()
+    for close in closers:
+        close()
+    ops.stop()
+    raise SystemExit(0 if drained else 1)
+
+
+class _PubSubProbe:
+    """Readiness of Pub/Sub: the subscription can be read (cached for a few seconds)."""
+
+    def __init__(self, subscriber: Any, subscription: str, ttl: float = 10.0) -> None:
+        self._subscriber = subscriber
+        self._subscription = subscription
+        self._ttl = ttl
+        self._checked = -1e9
+        self._last: tuple[bool, str] = (False, "pubsub not checked yet")
+
+    def __call__(self) -> tuple[bool, str]:
+        now = time.monotonic()
+        if now - self._checked >= self._ttl:
+            try:
+                self._subscriber.get_subscription(subscription=self._subscription, timeout=5)
+                self._last = (True, "pubsub ok")
+            except Exception as exc:
+                self._last = (False, f"pubsub: {type(exc).__name__}: {exc}"[:300])
+            self._checked = now
+        return self._last
