@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -61,7 +61,7 @@ class SizeClass(_Strict):
     template: DnsLabel
     max_orders_per_workflow: int = Field(ge=1, le=1000)
     max_batch_input_bytes: int = Field(ge=1, le=MAX_INT64)
-    max_linger_seconds: float = Field(ge=0, le=3600)
+    max_linger_seconds: float = Field(ge=0, le=600)
     node_pool: LabelValue
     spot: bool
     fallback_node_pool: LabelValue | None = Field(
@@ -71,6 +71,16 @@ class SizeClass(_Strict):
     memory: Quantity
     max_live_workflows: int = Field(ge=0, le=100_000)
     priority: int = Field(default=0, ge=-1000, le=1000)
+    hold_budget: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="class_topics routing: messages of this class held at most (flow control);"
+        " null = 4 x max_orders_per_workflow",
+    )
+
+    def effective_hold_budget(self) -> int:
+        return self.hold_budget or 4 * self.max_orders_per_workflow
 
 
 class PubSubSettings(_Strict):
@@ -82,9 +92,30 @@ class PubSubSettings(_Strict):
     max_messages: int = Field(default=2000, ge=1, le=100_000)
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_lease_seconds: int = Field(default=3000, ge=10, le=86_400)
+    routing: Literal["direct", "class_topics"] = Field(
+        default="direct",
+        description="direct: dispatch from the intake subscription; class_topics: route valid "
+        "orders to a topic per class and dispatch from a subscription per class, so one "
+        "saturated class cannot starve the others",
+    )
+    class_topic: str = Field(default="orders-{size_class}", pattern=r"\{size_class\}")
+    class_subscription: str = Field(
+        default="orders-{size_class}-dispatcher", pattern=r"\{size_class\}"
+    )
 
     def subscription_path(self) -> str:
         return _qualify(self.project, "subscriptions", self.subscription)
+
+    def class_topic_path(self, size_class: str) -> str:
+        return _qualify(self.project, "topics", self.class_topic.format(size_class=size_class))
+
+    def class_subscription_path(self, size_class: str) -> str:
+        name = self.class_subscription.format(size_class=size_class)
+        return _qualify(self.project, "subscriptions", name)
+
+    def max_hold_seconds(self) -> float:
+        """Held longer than this, an order is re-parked (republished) before its lease ends."""
+        return self.max_lease_seconds * 0.8
 
     def dead_letter_topic_path(self) -> str:
         return _qualify(self.project, "topics", self.dead_letter_topic)

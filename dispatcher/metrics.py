@@ -22,6 +22,11 @@ class Metrics:
         self.orders_received = Counter(
             f"{PREFIX}_orders_received", "Deliveries taken from Pub/Sub.", registry=r
         )
+        self.redeliveries = Counter(
+            f"{PREFIX}_redeliveries",
+            "Deliveries with delivery_attempt > 1 (needs a dead-letter policy to be counted).",
+            registry=r,
+        )
         self.orders_submitted = Counter(
             f"{PREFIX}_orders_submitted",
             "Orders inside a created Workflow.",
@@ -67,8 +72,10 @@ class Metrics:
             registry=r,
         )
 
-    def received(self) -> None:
+    def received(self, delivery_attempt: int | None = None) -> None:
         self.orders_received.inc()
+        if delivery_attempt is not None and delivery_attempt > 1:
+            self.redeliveries.inc()
 
     def dead_lettered(self, reason: Reason) -> None:
         self.orders_dead_lettered.labels(reason.value).inc()

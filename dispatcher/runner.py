@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.adapters.pubsub import DeadLetterPublisher, Delivery
+from dispatcher.adapters.pubsub import DeadLetterPublisher, Delivery, Republisher
 from dispatcher.adapters.sinks import WorkflowSink
 from dispatcher.core.clock import Clock
-from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Release
+from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Release, Repark
 from dispatcher.core.engine import Engine
 from dispatcher.core.order import Reason
 from dispatcher.core.render import render_workflow
@@ -48,8 +48,10 @@ class Runner:
         metrics: Metrics | None = None,
         create_workers: int = 8,
         replica: str | None = None,
+        reparker: Republisher | None = None,
     ) -> None:
         self._replica = replica
+        self._reparker = reparker
         self.engine = engine
         self._sink = sink
         self._dead_letters = dead_letters
@@ -111,7 +113,7 @@ class Runner:
                 decisions = event()
             elif event is not None:
                 delivery: Any = event
-                self._metrics.received()
+                self._metrics.received(delivery.delivery_attempt)
                 decisions = engine.receive(delivery, delivery.data, delivery.attributes)
             else:
                 decisions = []
@@ -148,6 +150,8 @@ class Runner:
                 decision.receipt.nack()
             elif isinstance(decision, DeadLetter):
                 self._dead_letter(decision)
+            elif isinstance(decision, Repark):
+                self._repark(decision)
 
     def _submit(self, decision: Create[Delivery]) -> None:
         batch = decision.batch
@@ -163,7 +167,7 @@ class Runner:
             error: BaseException | None = None
             try:
                 result = self._sink.create(body)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
                 error = exc
             else:
                 self._metrics.submitted(batch, result.value, self._clock() - started)
@@ -203,6 +207,27 @@ class Runner:
             self._inbox.put(lambda: [])  # wake the loop so draining can finish
 
         self._dead_letters.publish(decision.receipt, decision, on_done=done)
+
+    def _repark(self, decision: Repark[Delivery]) -> None:
+        delivery = decision.receipt
+        if self._reparker is None:
+            delivery.nack()
+            return
+        log.info("order_reparked", message_id=delivery.message_id, size_class=decision.size_class)
+        with self._dl_lock:
+            self._pending_dead_letters += 1
+
+        def done(ok: bool, error: BaseException | None) -> None:
+            with self._dl_lock:
+                self._pending_dead_letters -= 1
+            self._inbox.put(lambda: [])
+
+        self._reparker.move(
+            delivery,
+            size_class=decision.size_class,
+            extra={"reparked_from": str(delivery.message_id)},
+            on_done=done,
+        )
 
     def _dead_letters_done(self) -> bool:
         with self._dl_lock:

@@ -14,13 +14,14 @@ from typing import Any
 
 from google.cloud import pubsub_v1
 
-from dispatcher.adapters.pubsub import DeadLetterPublisher, Delivery, subscribe
+from dispatcher.adapters.pubsub import DeadLetterPublisher, Delivery, Republisher, subscribe
 from dispatcher.adapters.sinks import WorkflowSink
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.core.clock import Clock, monotonic
 from dispatcher.core.engine import ClusterState, Engine
 from dispatcher.logging import get_logger
 from dispatcher.metrics import Metrics
+from dispatcher.router import Router
 from dispatcher.runner import Runner
 
 log = get_logger()
@@ -38,14 +39,20 @@ class Service:
     config_path: Path | None = None
     replica: str | None = None
     _runner: Runner | None = None
-    _stream: Any = None
+    _streams: list[Any] = field(default_factory=list)
     _reloader: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    _topic: str | None = None
 
     def start(self) -> None:
         engine: Engine[Delivery] = Engine(self.settings, cluster=self.cluster, clock=self.clock)
         dead_letters = DeadLetterPublisher(
             self.publisher, self.settings.pubsub.dead_letter_topic_path()
+        )
+        ps = self.settings.pubsub
+        republisher = Republisher(
+            self.publisher,
+            ps.class_topic_path if ps.routing == "class_topics" else self._intake_topic,
         )
         self._runner = Runner(
             engine,
@@ -55,9 +62,29 @@ class Service:
             metrics=self.metrics,
             create_workers=self.settings.service.create_workers,
             replica=self.replica,
+            reparker=republisher,
         )
         self._runner.start()
-        self._stream = subscribe(self.subscriber, self.settings.pubsub, self._runner.offer)
+        if ps.routing == "class_topics":
+            for size_class in self.settings.classes:
+                self._streams.append(
+                    subscribe(
+                        self.subscriber,
+                        ps,
+                        self._runner.offer,
+                        subscription=ps.class_subscription_path(size_class.name),
+                        max_messages=size_class.effective_hold_budget(),
+                    )
+                )
+            router = Router(
+                self.settings,
+                republisher=republisher,
+                dead_letters=dead_letters,
+                metrics=self.metrics,
+            )
+            self._streams.append(subscribe(self.subscriber, ps, router.on_message))
+        else:
+            self._streams.append(subscribe(self.subscriber, ps, self._runner.offer))
         if self.config_path is not None:
             self._reloader = threading.Thread(target=self._watch_config, daemon=True)
             self._reloader.start()
@@ -77,8 +104,8 @@ class Service:
         runner = self._runner
         if runner is None or not runner.alive():
             return False, "engine thread is not running"
-        if self._stream is not None and self._stream.done():
-            return False, "the Pub/Sub stream has ended"
+        if any(stream.done() for stream in self._streams):
+            return False, "a Pub/Sub stream has ended"
         return True, "ok"
 
     def stop(self, grace: float | None = None) -> bool:
@@ -86,14 +113,23 @@ class Service:
         self._stop.set()
         grace = self.settings.service.drain_seconds if grace is None else grace
         drained = self.runner.drain(grace)
-        if self._stream is not None:
-            self._stream.cancel()
+        for stream in self._streams:  # class streams first, the router's (if any) last
+            stream.cancel()
             try:
-                self._stream.result(timeout=grace)
-            except Exception as exc:
+                stream.result(timeout=grace)
+            except Exception as exc:  # noqa: BLE001 - shutting down either way
                 log.warning("stream_close_failed", error=str(exc))
         log.info("dispatcher_stopped", drained=drained)
         return drained
+
+    def _intake_topic(self, _size_class: str) -> str:
+        """Direct mode re-parks onto the intake subscription's own topic."""
+        if self._topic is None:
+            found = self.subscriber.get_subscription(
+                subscription=self.settings.pubsub.subscription_path()
+            )
+            self._topic = str(found.topic)
+        return self._topic
 
     def apply(self, settings: Settings) -> None:
         """Take new limits without a restart; log what changed."""

@@ -142,7 +142,7 @@ class WorkflowView:
                     self._resource_version = ""
                     continue
                 log.warning("workflow_watch_failed", status=exc.status, error=str(exc.reason))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
                 log.warning("workflow_watch_failed", error=f"{type(exc).__name__}: {exc}")
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
@@ -284,7 +284,7 @@ class Membership:
         while not self._stop.wait(self._lease_seconds / 3):
             try:
                 self._renew()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
                 log.warning("lease_renew_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _renew(self) -> None:

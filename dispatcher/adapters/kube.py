@@ -195,6 +195,6 @@ class KubeWorkflowSink:
                 limit=1,
                 _request_timeout=(2.0, 5.0),
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
             return False, f"kubernetes: {type(exc).__name__}: {exc}"[:300]
         return True, "kubernetes ok"

@@ -37,9 +37,11 @@ class Delivery(Protocol):
     def nack(self) -> None: ...
 
 
-def flow_control(settings: PubSubSettings) -> pubsub_v1.types.FlowControl:
+def flow_control(
+    settings: PubSubSettings, max_messages: int | None = None
+) -> pubsub_v1.types.FlowControl:
     return pubsub_v1.types.FlowControl(
-        max_messages=settings.max_messages,
+        max_messages=max_messages or settings.max_messages,
         max_bytes=settings.max_bytes,
         max_lease_duration=settings.max_lease_seconds,
     )
@@ -49,10 +51,15 @@ def subscribe(
     subscriber: pubsub_v1.SubscriberClient,
     settings: PubSubSettings,
     on_message: Callable[[Delivery], None],
+    *,
+    subscription: str | None = None,
+    max_messages: int | None = None,
 ) -> pubsub_v1.subscriber.futures.StreamingPullFuture:
-    """Open the streaming pull; ``on_message`` must only enqueue."""
+    """Open one streaming pull; ``on_message`` must be cheap (it runs per message)."""
     return subscriber.subscribe(
-        settings.subscription_path(), callback=on_message, flow_control=flow_control(settings)
+        subscription or settings.subscription_path(),
+        callback=on_message,
+        flow_control=flow_control(settings, max_messages),
     )
 
 
@@ -64,7 +71,7 @@ def truncate_utf8(text: str, limit: int = MAX_ATTRIBUTE_BYTES) -> str:
 
 
 def dead_letter_attributes(delivery: Delivery, decision: DeadLetter[Any]) -> dict[str, str]:
-    attributes = {str(k): str(v) for k, v in dict(delivery.attributes or {}).items()}
+    attributes = original_attributes(delivery)
     publish_time = delivery.publish_time
     attributes.update(
         {
@@ -81,6 +88,36 @@ def dead_letter_attributes(delivery: Delivery, decision: DeadLetter[Any]) -> dic
     return attributes
 
 
+Settled = Callable[[bool, BaseException | None], None]
+
+
+def publish_then_settle(
+    publisher: pubsub_v1.PublisherClient,
+    *,
+    topic: str,
+    delivery: Delivery,
+    attributes: dict[str, str],
+    on_done: Settled | None = None,
+) -> Future[str]:
+    """Publish ``delivery``'s data elsewhere; ack it once stored, else give it back (nack).
+
+    Pub/Sub's own dead-letter policy stays the last resort if publishing keeps failing.
+    """
+    future: Future[str] = publisher.publish(topic, delivery.data, **attributes)
+
+    def settle(done: Future[str]) -> None:
+        error = done.exception()
+        if error is None:
+            delivery.ack()
+        else:
+            delivery.nack()
+        if on_done is not None:
+            on_done(error is None, error)
+
+    future.add_done_callback(settle)
+    return future
+
+
 class DeadLetterPublisher:
     """Publishes a rejected delivery to the dead-letter topic, then acks it (or nacks)."""
 
@@ -89,28 +126,48 @@ class DeadLetterPublisher:
         self._topic = topic_path
 
     def publish(
-        self,
-        delivery: Delivery,
-        decision: DeadLetter[Any],
-        on_done: Callable[[bool, BaseException | None], None] | None = None,
+        self, delivery: Delivery, decision: DeadLetter[Any], on_done: Settled | None = None
     ) -> Future[str]:
-        future: Future[str] = self._publisher.publish(
-            self._topic, delivery.data, **dead_letter_attributes(delivery, decision)
+        return publish_then_settle(
+            self._publisher,
+            topic=self._topic,
+            delivery=delivery,
+            attributes=dead_letter_attributes(delivery, decision),
+            on_done=on_done,
         )
 
-        def settle(done: Future[str]) -> None:
-            error = done.exception()
-            if error is None:
-                delivery.ack()
-            else:
-                # Not stored: give the message back; Pub/Sub's own dead-letter policy is the
-                # last resort if this keeps failing.
-                delivery.nack()
-            if on_done is not None:
-                on_done(error is None, error)
 
-        future.add_done_callback(settle)
-        return future
+def original_attributes(delivery: Delivery) -> dict[str, str]:
+    return {str(k): str(v) for k, v in dict(delivery.attributes or {}).items()}
+
+
+class Republisher:
+    """Moves a delivery to another topic (routing to a class topic, or re-parking)."""
+
+    def __init__(
+        self, publisher: pubsub_v1.PublisherClient, topic_for: Callable[[str], str]
+    ) -> None:
+        self._publisher = publisher
+        self._topic_for = topic_for
+
+    def move(
+        self,
+        delivery: Delivery,
+        *,
+        size_class: str,
+        extra: dict[str, str],
+        on_done: Settled | None = None,
+    ) -> Future[str]:
+        attributes = original_attributes(delivery)
+        attributes.update(extra)
+        attributes["size_class"] = size_class
+        return publish_then_settle(
+            self._publisher,
+            topic=self._topic_for(size_class),
+            delivery=delivery,
+            attributes=attributes,
+            on_done=on_done,
+        )
 
 
 def ensure_topic(publisher: pubsub_v1.PublisherClient, topic_path: str) -> None:

@@ -88,6 +88,13 @@ def run_command(
         ensure_topic(publisher, topic_path)
         ensure_topic(publisher, ps.dead_letter_topic_path())
         ensure_subscription(subscriber, ps.subscription_path(), topic_path)
+        if ps.routing == "class_topics":
+            for size_class in settings.classes:
+                class_topic = ps.class_topic_path(size_class.name)
+                ensure_topic(publisher, class_topic)
+                ensure_subscription(
+                    subscriber, ps.class_subscription_path(size_class.name), class_topic
+                )
 
     sink: WorkflowSink
     cluster: ClusterState
@@ -173,7 +180,7 @@ class _PubSubProbe:
             try:
                 self._subscriber.get_subscription(subscription=self._subscription, timeout=5)
                 self._last = (True, "pubsub ok")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
                 self._last = (False, f"pubsub: {type(exc).__name__}: {exc}"[:300])
             self._checked = now
         return self._last

@@ -41,6 +41,18 @@ class DeadLetter(Generic[R]):
 
 
 @dataclass(frozen=True, slots=True)
+class Repark(Generic[R]):
+    """Held too long for its lease: publish a fresh copy upstream, then ack this delivery.
+
+    A fresh message starts with no delivery attempts, so holding an order back never pushes
+    it toward Pub/Sub's dead-letter threshold.
+    """
+
+    receipt: R
+    size_class: str
+
+
+@dataclass(frozen=True, slots=True)
 class Create(Generic[R]):
     """Create the Workflow for this batch; the receipts are settled by the outcome."""
 
@@ -48,4 +60,4 @@ class Create(Generic[R]):
     name: str
 
 
-Decision = Ack[R] | Release[R] | DeadLetter[R] | Create[R]
+Decision = Ack[R] | Release[R] | DeadLetter[R] | Repark[R] | Create[R]

@@ -17,12 +17,14 @@ from dispatcher.core.admission import Admit, Caps, Hold, HoldReason, Occupancy, 
 from dispatcher.core.batching import Batch, Batcher
 from dispatcher.core.classify import Classifier, Ticket
 from dispatcher.core.clock import Clock
-from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Release
+from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Release, Repark
 from dispatcher.core.order import Reason, Rejection, parse_order
 from dispatcher.core.ratelimit import TokenBucket, cap_share, share
 from dispatcher.core.render import workflow_name
 
 R = TypeVar("R")
+
+AGE_CHECK_SECONDS = 5.0
 
 
 class ClusterState(Protocol):
@@ -52,6 +54,7 @@ class Engine(Generic[R]):
         self._in_flight: dict[str, Batch[R]] = {}
         self._in_flight_by_class: dict[str, int] = {}
         self._draining = False
+        self._next_age_check = 0.0
         replicas = cluster.replicas()
         self._bucket = TokenBucket(
             rate=share(settings.limits.workflows_per_second, replicas),
@@ -104,7 +107,29 @@ class Engine(Generic[R]):
             self.apply_limits(self.settings)  # a replica came or went: new shares of the rate
         for batch in self._batcher.due(self._clock()):
             self._ready[batch.size_class].append(batch)
-        return self._admit()
+        decisions = self._admit()
+        now = self._clock()
+        if now >= self._next_age_check:
+            self._next_age_check = now + AGE_CHECK_SECONDS
+            decisions.extend(self._repark_old(now))
+        return decisions
+
+    def _repark_old(self, now: float) -> list[Decision[R]]:
+        """Batches that waited for admission longer than the lease allows go back upstream."""
+        limit = self.settings.pubsub.max_hold_seconds()
+        decisions: list[Decision[R]] = []
+        for queue in self._ready.values():
+            keep: deque[Batch[R]] = deque()
+            while queue:
+                batch = queue.popleft()
+                if now - min(t.received_at for t in batch.tickets) < limit:
+                    keep.append(batch)
+                    continue
+                for ticket in batch.tickets:
+                    self._tickets.pop(ticket.order_id, None)
+                    decisions.extend(Repark(r, batch.size_class) for r in ticket.receipts)
+            queue.extend(keep)
+        return decisions
 
     def created(self, name: str) -> list[Decision[R]]:
         """The Workflow exists (created, or 409: it was already there): ack every delivery."""

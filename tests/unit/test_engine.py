@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from dispatcher.core.clock import FakeClock
-from dispatcher.core.decisions import Ack, Create, DeadLetter, Release
+from dispatcher.core.decisions import Ack, Create, DeadLetter, Release, Repark
 from dispatcher.core.engine import Engine, LocalClusterState
 from dispatcher.core.order import Reason
 from tests.unit.helpers import settings
@@ -111,3 +111,17 @@ def test_live_limits_change_without_restart() -> None:
     eng.apply_limits(new)
     assert eng.receive("L", data("large", 10**12), {}) == []
     assert eng.held_orders()["large"] == 1
+
+
+def test_orders_held_past_the_lease_are_reparked_not_nacked() -> None:
+    eng, clock, _ = engine()
+    held = []
+    for i in range(6):  # large cap is 5: the sixth waits
+        held += eng.receive(f"L{i}", data(f"large-{i}", 10**12), {})
+    assert len(held) == 5
+    clock.advance(eng.settings.pubsub.max_hold_seconds() - 1)
+    assert eng.tick() == []
+    clock.advance(10)
+    [repark] = eng.tick()
+    assert isinstance(repark, Repark) and repark.receipt == "L5" and repark.size_class == "large"
+    assert eng.held_orders()["large"] == 0
