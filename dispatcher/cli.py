@@ -6,7 +6,10 @@ import click
 
 from dispatcher import __version__
 from dispatcher.commands.configuration import config_group
+from dispatcher.commands.deadletters import dead_letter_group
+from dispatcher.commands.limits import limits_group
 from dispatcher.commands.planning import example_orders_command, plan_command, schema_command
+from dispatcher.commands.report import report_command
 from dispatcher.commands.run import run_command
 from dispatcher.logging import configure
 
@@ -36,6 +39,9 @@ cli.add_command(plan_command)
 cli.add_command(example_orders_command)
 cli.add_command(schema_command)
 cli.add_command(config_group)
+cli.add_command(dead_letter_group)
+cli.add_command(report_command)
+cli.add_command(limits_group)
 
 
 def main() -> None:

@@ -103,25 +103,12 @@ def run_command(
     if sink_dir is not None:
         sink, cluster, replica = DirectorySink(sink_dir), LocalClusterState(), None
     else:
-        from dispatcher.adapters.cluster_view import Membership, WorkflowView
-        from dispatcher.adapters.kube import KubeWorkflowSink, api_client
+        from dispatcher.wiring import connect_cluster
 
-        api = api_client(kubeconfig, pool_size=settings.service.create_workers + 4)
-        membership = Membership(api, namespace=settings.namespace, identity=me)
-        membership.start()
-        view = WorkflowView(
-            api,
-            namespace=settings.namespace,
-            environment=settings.environment,
-            identity=me,
-            membership=membership,
-        )
-        view.start()
-        kube_sink = KubeWorkflowSink(api, namespace=settings.namespace)
-        sink, cluster, replica = kube_sink, view, me
-        checks.append(kube_sink.ping)
-        checks.append(lambda: (view.synced(), "workflow watch synced"))
-        closers += [view.stop, membership.stop]
+        backend = connect_cluster(settings, kubeconfig=kubeconfig, identity=me)
+        sink, cluster, replica = backend.sink, backend.view, me
+        checks.extend(backend.checks)
+        closers.append(backend.close)
 
     service = Service(
         settings,

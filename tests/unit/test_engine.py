@@ -125,3 +125,23 @@ def test_orders_held_past_the_lease_are_reparked_not_nacked() -> None:
     [repark] = eng.tick()
     assert isinstance(repark, Repark) and repark.receipt == "L5" and repark.size_class == "large"
     assert eng.held_orders()["large"] == 0
+
+
+class TwoReplicaView(LocalClusterState):
+    """Another replica exists; this one is rank 1 and owns what it creates."""
+
+    def replicas(self) -> int:
+        return 2
+
+    def rank(self) -> int:
+        return 1
+
+
+def test_a_replica_keeps_to_its_share_of_a_class_cap() -> None:
+    clock = FakeClock()
+    eng = Engine(settings(), cluster=TwoReplicaView(), clock=clock)
+    cap = eng.settings.size_class("large").max_live_workflows  # 5 -> shares 3 and 2
+    creates = []
+    for i in range(cap):
+        creates += eng.receive(f"L{i}", data(f"large-{i}", 10**12), {})
+    assert len(creates) == 2

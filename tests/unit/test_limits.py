@@ -73,3 +73,12 @@ def test_rate_hold_says_when_and_spends_no_token() -> None:
 
 def test_share_splits_across_replicas() -> None:
     assert share(10, 4) == 2.5 and share(10, 0) == 10
+
+
+@given(cap=st.integers(0, 500), replicas=st.integers(1, 20))
+def test_cap_shares_add_up_to_the_cap(cap: int, replicas: int) -> None:
+    from dispatcher.core.ratelimit import cap_share
+
+    shares = [cap_share(cap, replicas, rank) for rank in range(replicas)]
+    assert sum(shares) == cap
+    assert max(shares) - min(shares) <= 1

@@ -1,0 +1,42 @@
+"""List the dispatcher's Workflow objects in a namespace, page by page.
+
+``limits status`` needs every Workflow the dispatcher created (done ones count toward
+``limits.max_workflow_objects``). Pages of 500 keep each response small however large the
+backlog has grown; the label selector keeps other tenants' Workflows out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from dispatcher.adapters.kubeclient import translate
+from dispatcher.core.render import API_VERSION, LABEL_MANAGED_BY, MANAGED_BY
+
+PAGE_SIZE = 500
+
+
+def managed_workflows(api: Any, *, namespace: str) -> Iterator[dict[str, Any]]:
+    """Every Workflow labelled ``app.kubernetes.io/managed-by=burst-dispatcher``."""
+    group, version = API_VERSION.split("/")
+    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    objects = client.CustomObjectsApi(api)
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"label_selector": selector, "limit": PAGE_SIZE}
+        if token:
+            kwargs["_continue"] = token
+        try:
+            page = objects.list_namespaced_custom_object(
+                group, version, namespace, "workflows", **kwargs
+            )
+        except ApiException as exc:
+            what = f"listing Workflows in {namespace} (is Argo's Workflow CRD installed?)"
+            raise translate(exc, what=what) from exc
+        yield from page.get("items") or []
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return

@@ -1,0 +1,284 @@
+"""``dispatcher limits status|set``: see how close each class is to its cap, change caps live.
+
+The running dispatcher reads its limits from a mounted ConfigMap and reloads the file when it
+changes, so ``set`` edits that ConfigMap (validated exactly as the service validates it, with
+a server-side dry run available) and ``status`` counts the Workflows the caps apply to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from dispatcher.adapters.configmap import (
+    DEFAULT_KEY,
+    DEFAULT_NAME,
+    SEMAPHORES_NAME,
+    read_config,
+    read_semaphores,
+    write_config,
+)
+from dispatcher.adapters.kubeclient import api_client
+from dispatcher.adapters.workflow_list import managed_workflows
+from dispatcher.census import Census, take_census
+from dispatcher.commands.common import config_option, settings_or_exit
+from dispatcher.commands.output import console, print_json
+from dispatcher.config import ConfigError, Settings, load_settings, parse_settings
+from dispatcher.errors import DispatchError
+from dispatcher.limit_edits import LimitChange, LimitEdit, LimitEditError, edit_limits
+from dispatcher.logging import get_logger
+
+log = get_logger()
+
+kubeconfig_option = click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else in-cluster).",
+)
+context_option = click.option("--context", default=None, help="kubeconfig context to use.")
+configmap_option = click.option(
+    "--configmap",
+    default=DEFAULT_NAME,
+    show_default=True,
+    help="ConfigMap that holds the dispatcher's configuration.",
+)
+key_option = click.option(
+    "--key", default=DEFAULT_KEY, show_default=True, help="The ConfigMap key with the YAML."
+)
+namespace_option = click.option(
+    "--namespace",
+    default=None,
+    help="Namespace of the ConfigMap (default: namespace of the configuration).",
+)
+
+
+@click.group("limits")
+def limits_group() -> None:
+    """Show and change the admission limits of the running dispatcher.
+
+    Limits: the global creation rate and burst (limits.workflows_per_second, limits.burst,
+    shared by all replicas), the cap on the dispatcher's Workflow objects in the namespace
+    (limits.max_workflow_objects) and the cap on live Workflows per size class
+    (classes[].max_live_workflows). The service applies changes to these without a restart.
+    """
+
+
+@limits_group.command("status")
+@config_option
+@kubeconfig_option
+@context_option
+@namespace_option
+@configmap_option
+@key_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+def status_command(
+    config_path: Path | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    namespace: str | None,
+    configmap: str,
+    key: str,
+    as_json: bool,
+) -> None:
+    """Live Workflows per size class against their caps, and objects against the total cap.
+
+    Live means no phase yet, Pending or Running (the dispatcher's own rule). The caps come
+    from --config when given (or $DISPATCHER_CONFIG), else from the ConfigMap the running
+    dispatcher mounts.
+    """
+    try:
+        api = api_client(kubeconfig, context=context)
+        settings, source = _live_settings(
+            api, config_path=config_path, namespace=namespace, configmap=configmap, key=key
+        )
+        census = take_census(managed_workflows(api, namespace=settings.namespace), settings)
+        semaphores = read_semaphores(api, namespace=settings.namespace)
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        print_json(
+            {
+                "namespace": settings.namespace,
+                "source": source,
+                **census.to_json(),
+                "argo_semaphores": semaphores,
+            }
+        )
+        return
+    _print_census(census, namespace=settings.namespace, source=source, semaphores=semaphores)
+
+
+def _live_settings(
+    api: Any, *, config_path: Path | None, namespace: str | None, configmap: str, key: str
+) -> tuple[Settings, str]:
+    if config_path is not None:
+        return settings_or_exit(config_path), str(config_path)
+    where = namespace or load_settings(environ={}).namespace
+    current = read_config(api, namespace=where, name=configmap, key=key)
+    try:
+        return parse_settings(current.text, source=current.source, environ={}), current.source
+    except ConfigError as exc:
+        raise DispatchError(str(exc)) from exc
+
+
+def _print_census(
+    census: Census, *, namespace: str, source: str, semaphores: dict[str, int]
+) -> None:
+    out = console()
+    table = Table(title=f"Workflows in {namespace} (caps from {source})")
+    columns = ("class", "live", "cap", "headroom", "new", "pending", "running", "finished")
+    for column in (*columns, "argo semaphore"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in census.classes:
+        at_cap = row.cap is not None and row.live >= row.cap
+        table.add_row(
+            row.name if row.cap is not None else f"{row.name} (not configured)",
+            f"{row.live:,}",
+            "-" if row.cap is None else f"{row.cap:,}",
+            "-" if row.headroom is None else f"{row.headroom:,}",
+            f"{row.new:,}",
+            f"{row.pending:,}",
+            f"{row.running:,}",
+            f"{row.finished:,}",
+            str(semaphores[row.name]) if row.name in semaphores else "-",
+            style="bold red" if at_cap else None,
+        )
+    out.print(table)
+    share = census.total / census.max_objects
+    out.print(
+        f"objects: {census.total:,} of limits.max_workflow_objects {census.max_objects:,} "
+        f"({share:.0%}){'  AT THE CAP: nothing is admitted' if share >= 1 else ''}"
+    )
+    out.print(
+        f"creation rate: {census.workflows_per_second:g} Workflows/s, burst {census.burst} "
+        "(shared by all replicas)"
+    )
+
+
+@limits_group.command("set")
+@click.option("--class", "classes", multiple=True, help="Size class whose --max-live to set.")
+@click.option(
+    "--max-live",
+    "max_live",
+    multiple=True,
+    type=click.IntRange(min=0),
+    help="New classes[].max_live_workflows for the --class given in the same position.",
+)
+@click.option("--rate", type=float, help="New limits.workflows_per_second.")
+@click.option("--burst", type=int, help="New limits.burst.")
+@click.option("--max-objects", type=int, help="New limits.max_workflow_objects.")
+@configmap_option
+@key_option
+@namespace_option
+@kubeconfig_option
+@context_option
+@config_option
+@click.option("--dry-run", is_flag=True, help="Server-side dry run: validate and diff only.")
+def set_command(
+    classes: tuple[str, ...],
+    max_live: tuple[int, ...],
+    rate: float | None,
+    burst: int | None,
+    max_objects: int | None,
+    configmap: str,
+    key: str,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    config_path: Path | None,
+    dry_run: bool,
+) -> None:
+    """Change limits in the dispatcher's ConfigMap; the running dispatcher picks them up.
+
+    The ConfigMap's config.yaml is edited in place (comments stay), validated like the service
+    validates it (an invalid value is refused with the field and the reason), shown as a diff
+    and patched only if nobody changed it since it was read. The kubelet syncs the mounted file
+    within about a minute; the dispatcher then logs limits_reloaded. Keep the overlay in git in
+    step, or the next deploy puts the old values back.
+
+    Example: dispatcher limits set --class small --max-live 80 --rate 10
+    """
+    if len(classes) != len(max_live):
+        raise click.UsageError("give --class and --max-live in pairs: --class NAME --max-live N")
+    changes = [
+        LimitChange(field="max_live_workflows", value=n, size_class=c)
+        for c, n in zip(classes, max_live, strict=True)
+    ]
+    for name, value in (
+        ("workflows_per_second", rate),
+        ("burst", burst),
+        ("max_workflow_objects", max_objects),
+    ):
+        if value is not None:
+            changes.append(LimitChange(field=name, value=value))
+    if not changes:
+        raise click.UsageError(
+            "nothing to change: give --rate, --burst, --max-objects or --class with --max-live"
+        )
+    where = namespace or settings_or_exit(config_path).namespace
+    try:
+        api = api_client(kubeconfig, context=context)
+        current = read_config(api, namespace=where, name=configmap, key=key)
+        try:
+            edit = edit_limits(current.text, changes, source=current.source)
+        except (ConfigError, LimitEditError) as exc:
+            raise click.ClickException(f"refused, nothing changed:\n{exc}") from exc
+        _print_diff(edit)
+        if not edit.rows:
+            click.echo("the limits already have these values; nothing to change")
+            return
+        if not edit.comments_kept:
+            click.echo("note: the file's layout forced a re-dump; its comments are not kept")
+        version = write_config(api, current, edit.text, dry_run=dry_run)
+        _warn_about_semaphores(api, edit, namespace=edit.after.namespace, configmap_namespace=where)
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    changed = {row.field: [row.before, row.after] for row in edit.rows}
+    if dry_run:
+        click.echo(f"dry run: the API server accepted the change to {current.source}; not stored")
+        return
+    log.info("limits_changed", configmap=f"{where}/{configmap}", changes=changed)
+    click.echo(
+        f"patched {current.source} (resourceVersion {current.resource_version} -> {version}); "
+        "the dispatcher applies it after the kubelet syncs the file (up to ~1 min) and its "
+        f"next check (service.reload_seconds={edit.after.service.reload_seconds:g}s)"
+    )
+
+
+def _warn_about_semaphores(
+    api: Any, edit: LimitEdit, *, namespace: str, configmap_namespace: str
+) -> None:
+    """A class cap above Argo's semaphore for the class is capped by Argo instead."""
+    semaphores = read_semaphores(api, namespace=namespace) or read_semaphores(
+        api, namespace=configmap_namespace
+    )
+    changed = {row.field for row in edit.rows}
+    for size_class in edit.after.classes:
+        limit = semaphores.get(size_class.name)
+        if f"classes[{size_class.name}].max_live_workflows" not in changed or limit is None:
+            continue
+        if size_class.max_live_workflows > limit:
+            click.echo(
+                f"warning: classes[{size_class.name}].max_live_workflows="
+                f"{size_class.max_live_workflows} is above Argo's semaphore {limit} "
+                f"(configmap {SEMAPHORES_NAME}): at most {limit} will run at once. Raise it: "
+                f"kubectl -n {namespace} patch configmap {SEMAPHORES_NAME} --type merge "
+                f'-p \'{{"data":{{"{size_class.name}":"{size_class.max_live_workflows}"}}}}\''
+            )
+
+
+def _print_diff(edit: LimitEdit) -> None:
+    table = Table(title="Limit changes")
+    for column in ("field", "now", "new"):
+        table.add_column(column, justify="left" if column == "field" else "right")
+    for row in edit.rows:
+        table.add_row(row.field, _number(row.before), _number(row.after))
+    console().print(table)
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.12g}"

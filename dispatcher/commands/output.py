@@ -1,0 +1,43 @@
+"""Small formatting helpers the operator commands share, so their tables read alike."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that prints data as it is: order ids and details may contain "[...]",
+    which Rich would otherwise take for markup and drop."""
+    return Console(markup=False, stderr=stderr)
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout (logs and progress go to stderr)."""
+    click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+
+
+def clip(text: str, width: int) -> str:
+    """One line of at most ``width`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def ago(seconds: float | None) -> str:
+    """``45s``, ``12m``, ``3h05m``, ``2d04h``: ages as an operator reads them."""
+    if seconds is None:
+        return "?"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, _ = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"

@@ -1,0 +1,46 @@
+"""Connecting the service to a real cluster: API client, sink, Workflow view, membership.
+
+Shared by ``dispatcher run`` and the integration tests, so the tests exercise the same
+wiring the service runs with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dispatcher.adapters.cluster_view import Membership, WorkflowView
+from dispatcher.adapters.kube import KubeWorkflowSink, api_client
+from dispatcher.config import Settings
+
+
+@dataclass
+class ClusterBackend:
+    sink: KubeWorkflowSink
+    view: WorkflowView
+    membership: Membership
+    identity: str
+    checks: list[Callable[[], tuple[bool, str]]] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.view.stop()
+        self.membership.stop()
+
+
+def connect_cluster(settings: Settings, *, kubeconfig: str | None, identity: str) -> ClusterBackend:
+    """Start the membership lease and the Workflow watch; return once the watch has synced."""
+    api = api_client(kubeconfig, pool_size=settings.service.create_workers + 4)
+    membership = Membership(api, namespace=settings.namespace, identity=identity)
+    membership.start()
+    view = WorkflowView(
+        api,
+        namespace=settings.namespace,
+        environment=settings.environment,
+        identity=identity,
+        membership=membership,
+    )
+    view.start()
+    sink = KubeWorkflowSink(api, namespace=settings.namespace)
+    backend = ClusterBackend(sink, view, membership, identity)
+    backend.checks = [sink.ping, lambda: (view.synced(), "workflow watch synced")]
+    return backend

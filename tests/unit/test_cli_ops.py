@@ -1,0 +1,577 @@
+"""Operator commands' pure parts: dead-letter records and replay attributes, exit-handler
+outcomes, limit edits and the Workflow census, plus the CLI surface that needs no server."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dispatcher.adapters.pubsub import dead_letter_attributes
+from dispatcher.census import take_census
+from dispatcher.cli import cli
+from dispatcher.commands.output import ago, clip
+from dispatcher.commands.pubsub_access import dead_letter_subscription, qualify
+from dispatcher.config import ConfigError, default_config_text, load_settings
+from dispatcher.core.decisions import DeadLetter
+from dispatcher.core.order import Reason
+from dispatcher.limit_edits import LimitChange, LimitEditError, edit_limits
+from dispatcher.outcomes import (
+    FAILED,
+    SUCCEEDED,
+    FailedNode,
+    ReportInputError,
+    mentions,
+    outcomes,
+    parse_failures,
+    parse_orders,
+)
+from dispatcher.replay import (
+    MAX_DELIVERY_ATTEMPTS,
+    REPLAYED_FROM,
+    UNKNOWN,
+    DeadLetterRecord,
+    Selection,
+    reason_counts,
+    replay_attributes,
+    replay_fails_again,
+)
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+# -- dead letters and replay ------------------------------------------------------------------
+def contract_dead_letter(
+    original: dict[str, str], *, reason: Reason = Reason.TEMPLATE_MISSING, order_id: str = "o-1"
+) -> dict[str, str]:
+    """Attributes exactly as the dispatcher's dead-letter publisher writes them."""
+    delivery = SimpleNamespace(
+        attributes=original, message_id="orig-7", publish_time=NOW - timedelta(hours=2)
+    )
+    decision = DeadLetter(
+        receipt=None, reason=reason, detail="no template", stage="create", order_id=order_id
+    )
+    return dead_letter_attributes(delivery, decision)  # type: ignore[arg-type]
+
+
+def test_replay_sends_the_original_attributes_and_where_they_came_from() -> None:
+    original = {"order_id": "o-1", "tenant": "acme", "original_source": "upstream"}
+    dead = contract_dead_letter(original)
+    assert dead["dlq_reason"] == "template_missing" and dead["dispatcher_version"]
+    sent = replay_attributes(dead, dead_letter_id="dlq-42")
+    assert sent == {**original, REPLAYED_FROM: "dlq-42"}
+
+
+def test_replay_strips_pubsub_policy_attributes_and_keeps_the_added_order_id() -> None:
+    dead = contract_dead_letter({}, order_id="o-9")
+    dead["CloudPubSubDeadLetterSourceDeliveryCount"] = "5"
+    sent = replay_attributes(dead, dead_letter_id="d")
+    assert sent == {"order_id": "o-9", REPLAYED_FROM: "d"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12).filter(
+            lambda k: (
+                not k.startswith("dlq_")
+                and k not in {"original_message_id", "original_publish_time", "dispatcher_version"}
+                and k not in {REPLAYED_FROM, "order_id"}
+            )
+        ),
+        st.text(max_size=30),
+        max_size=8,
+    )
+)
+def test_replay_round_trips_any_upstream_attributes(original: dict[str, str]) -> None:
+    dead = contract_dead_letter(original, order_id="o-5")
+    sent = replay_attributes(dead, dead_letter_id="x")
+    assert sent == {**original, "order_id": "o-5", REPLAYED_FROM: "x"}
+
+
+def test_record_reads_the_contract_attributes() -> None:
+    attributes = contract_dead_letter({"tenant": "acme"})
+    record = DeadLetterRecord("d-1", b"{}", attributes, published_at=NOW - timedelta(minutes=5))
+    assert (record.reason, record.stage, record.detail) == (
+        "template_missing",
+        "create",
+        "no template",
+    )
+    assert record.order_id == "o-1"
+    assert record.age_seconds(NOW) == pytest.approx(7200)  # from original_publish_time
+    body = record.to_json(NOW)
+    assert body["data"] == "{}" and body["attributes"]["tenant"] == "acme"
+
+
+def test_record_of_pubsubs_own_dead_letter_policy() -> None:
+    record = DeadLetterRecord(
+        "d-2",
+        b'{"order_id":"o-77","input":{}}',
+        {
+            "CloudPubSubDeadLetterSourceDeliveryCount": "5",
+            "CloudPubSubDeadLetterSourceSubscription": "orders-dispatcher",
+        },
+        published_at=NOW - timedelta(seconds=30),
+    )
+    assert record.reason == MAX_DELIVERY_ATTEMPTS
+    assert record.stage == "pubsub"
+    assert "5 delivery attempts" in record.detail
+    assert record.order_id == "o-77"  # salvaged from the body
+    assert record.age_seconds(NOW) == pytest.approx(30)
+
+
+def test_record_without_any_reason_and_unreadable_body() -> None:
+    record = DeadLetterRecord("d-3", b"\xff\xfe", {})
+    assert record.reason == UNKNOWN and record.order_id is None and record.age_seconds(NOW) is None
+    assert record.to_json(NOW)["data_hex"] == "fffe"
+
+
+def test_selection_and_counts() -> None:
+    records = [
+        DeadLetterRecord(f"d{i}", b"", {"dlq_reason": reason, "order_id": f"o-{i}"})
+        for i, reason in enumerate(["schema", "template_missing", "schema", "invalid_json"])
+    ]
+    assert reason_counts(records) == [("schema", 2), ("invalid_json", 1), ("template_missing", 1)]
+    by_reason = Selection(reasons=frozenset({"schema"}))
+    assert [r.message_id for r in records if by_reason.matches(r)] == ["d0", "d2"]
+    both = Selection(reasons=frozenset({"schema"}), order_ids=frozenset({"o-2", "o-1"}))
+    assert [r.message_id for r in records if both.matches(r)] == ["d2"]
+    assert all(Selection().matches(r) for r in records)
+    assert replay_fails_again("schema") and not replay_fails_again("template_missing")
+
+
+def test_default_names_follow_the_deployed_resources() -> None:
+    cfg = load_settings(environ={})
+    assert (
+        dead_letter_subscription(None, settings=cfg, project=None)
+        == "projects/local-project/subscriptions/orders-dead-letter-inspect"
+    )
+    assert (
+        dead_letter_subscription(None, settings=cfg, project="prod-1")
+        == "projects/prod-1/subscriptions/orders-dead-letter-inspect"
+    )
+    assert dead_letter_subscription("mine", settings=cfg, project=None).endswith(
+        "local-project/subscriptions/mine"
+    )
+    full = "projects/x/subscriptions/y"
+    assert dead_letter_subscription(full, settings=cfg, project="z") == full
+    assert qualify("orders", kind="topics", project="p") == "projects/p/topics/orders"
+
+
+# -- exit handler outcomes -------------------------------------------------------------------
+def argo_item_name(step: str, index: int, order_id: str, size: int = 1000) -> str:
+    """A fanned-out step's display name as Argo writes it for a map item (keys sorted)."""
+    item = {
+        "input_uri": f"gs://in/{order_id}",
+        "order_id": order_id,
+        "params": "map[]",
+        "priority": 0,
+        "size_bytes": size,
+    }
+    return f"{step}({index}:" + ",".join(f"{k}:{v}" for k, v in sorted(item.items())) + ")"
+
+
+@pytest.mark.parametrize("empty", ["", "null", "  ", None, "{{workflow.failures}}", "[]"])
+def test_failures_tolerate_empty_values(empty: str | None) -> None:
+    assert parse_failures(empty) == []
+
+
+def test_failures_parse_argo_fields_and_reject_garbage() -> None:
+    text = json.dumps(
+        [
+            {
+                "displayName": "process(0:order_id:o-1)",
+                "message": "Error (exit code 1)",
+                "templateName": "order",
+                "phase": "Failed",
+                "podName": "wf-1-order-123",
+                "finishedAt": "2025-06-01T12:00:00Z",
+            },
+            "not a node",
+        ]
+    )
+    (node,) = parse_failures(text)
+    assert node.to_json() == {
+        "step": "process(0:order_id:o-1)",
+        "template": "order",
+        "phase": "Failed",
+        "message": "Error (exit code 1)",
+        "pod": "wf-1-order-123",
+        "finished_at": "2025-06-01T12:00:00Z",
+    }
+    with pytest.raises(ReportInputError):
+        parse_failures("{not json")
+    with pytest.raises(ReportInputError):
+        parse_failures('"a string"')
+
+
+def test_orders_argument_forms() -> None:
+    rendered = '[{"order_id":"o-1","size_bytes":1},{"order_id":"o-2"},{"order_id":"o-1"}]'
+    assert parse_orders(rendered) == ["o-1", "o-2"]
+    assert parse_orders('["a", "b"]') == ["a", "b"]
+    for bad in ["", "null", "{}", '[{"id": 1}]', "[", "{{workflow.parameters.orders}}"]:
+        with pytest.raises(ReportInputError):
+            parse_orders(bad)
+
+
+def test_one_failed_order_gets_its_nested_steps_and_others_keep_the_workflow_status() -> None:
+    ids = ["o-1", "o-2", "o-3"]
+    failures = [
+        FailedNode(argo_item_name("process", 1, "o-2"), "child 'wf-x-1' failed", phase="Failed"),
+        FailedNode("transcode", "Error (exit code 3)", template="transcode", phase="Failed"),
+        FailedNode("[0]", "child 'wf-x-2' failed", phase="Failed"),
+    ]
+    results = {
+        o.order_id: o
+        for o in outcomes(workflow="wf", status="Failed", failures=failures, order_ids=ids)
+    }
+    failed = results["o-2"]
+    assert failed.status == FAILED
+    assert {n.display_name for n in failed.failed_steps} >= {"transcode"}
+    assert failed.message.startswith("transcode: Error (exit code 3)")
+    for other in ("o-1", "o-3"):
+        assert results[other].status == SUCCEEDED and results[other].failed_steps == ()
+        assert "because of other orders" in results[other].message
+    assert failed.attributes() == {"order_id": "o-2", "workflow": "wf", "status": "Failed"}
+
+
+def test_succeeded_workflow_with_retried_attempts_reports_success() -> None:
+    ids = ["o-1", "o-2"]
+    failures = [
+        FailedNode(argo_item_name("process", 0, "o-1") + "(0)", "pod deleted (spot preemption)"),
+        FailedNode(argo_item_name("process", 0, "o-1") + "(1)", "pod deleted"),
+    ]
+    results = outcomes(workflow="wf", status="Succeeded", failures=failures, order_ids=ids)
+    assert [r.status for r in results] == [SUCCEEDED, SUCCEEDED]
+    assert all(r.failed_steps == () and r.message == "" for r in results)
+
+
+def test_retry_that_gave_up_fails_its_order() -> None:
+    parent = argo_item_name("process", 0, "o-1")
+    failures = [
+        FailedNode(parent, "No more retries left"),
+        FailedNode(parent + "(0)", "pod deleted"),
+        FailedNode(parent + "(1)", "Error (exit code 1)"),
+    ]
+    (result,) = outcomes(workflow="wf", status="Failed", failures=failures, order_ids=["o-1"])
+    assert result.status == FAILED and len(result.failed_steps) == 3
+    assert "process(0)" in result.message
+
+
+def test_a_workflow_cut_short_gives_unfailed_orders_its_status() -> None:
+    failures = [
+        FailedNode(argo_item_name("order", 0, "o-1"), "Step exceeded its deadline"),
+        FailedNode("process", "Stopped with strategy 'Terminate'"),
+    ]
+    results = outcomes(workflow="wf", status="Failed", failures=failures, order_ids=["o-1", "o-2"])
+    assert [r.status for r in results] == [FAILED, "Failed"]
+    assert "cut short" in results[1].message and results[1].failed_steps == ()
+
+
+def test_continue_on_failure_inside_a_succeeded_workflow() -> None:
+    failures = [FailedNode(argo_item_name("qc", 2, "o-3"), "qc rejected the output")]
+    results = outcomes(
+        workflow="wf", status="Succeeded", failures=failures, order_ids=["o-1", "o-2", "o-3"]
+    )
+    assert [r.status for r in results] == [SUCCEEDED, SUCCEEDED, FAILED]
+    assert results[2].message == "qc(2): qc rejected the output"
+
+
+def test_without_any_mapping_every_order_gets_the_workflow_status() -> None:
+    failures = [
+        FailedNode("prepare", "OOMKilled (exit code 137)"),
+        FailedNode("wf-abc", "child 'wf-abc-1' failed"),
+    ]
+    results = outcomes(workflow="wf", status="Failed", failures=failures, order_ids=["a1", "b2"])
+    assert [r.status for r in results] == ["Failed", "Failed"]
+    assert results[0].message == "Workflow Failed: prepare: OOMKilled (exit code 137)"
+    assert len(results[0].failed_steps) == 2
+    errored = outcomes(workflow="wf", status="Error", failures=[], order_ids=["a1"])
+    assert errored[0].status == "Error" and errored[0].message == "Workflow Error"
+
+
+def test_loop_index_is_the_fallback_when_items_carry_no_order_id() -> None:
+    failures = [FailedNode("order(1:gs://in/x)", "exit 1")]
+    results = outcomes(workflow="wf", status="Failed", failures=failures, order_ids=["p", "q"])
+    assert [r.status for r in results] == [SUCCEEDED, FAILED]
+    assert results[1].failed_steps and not results[0].failed_steps
+
+
+def test_mentions_respects_id_boundaries() -> None:
+    name = argo_item_name("process", 0, "o-10", size=1234)
+    assert mentions(name, "o-10") and not mentions(name, "o-1")
+    assert mentions("order_id:7)", "7") and not mentions("exit code 7", "7")
+    assert mentions('{"order_id": "o-1", "x": 1}', "o-1")
+    assert mentions("cannot read gs://bucket/ord-42/input: 404", "ord-42")
+    assert not mentions("cannot read gs://bucket/ord-421/input", "ord-42")
+    # An Argo item names its order explicitly; a number elsewhere in it is not an order id.
+    assert not mentions(argo_item_name("p", 0, "o-1", size=1234), "1234")
+
+
+order_ids = st.lists(
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=12),
+    min_size=1,
+    max_size=20,
+    unique=True,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(order_ids, st.data())
+def test_failed_orders_are_exactly_the_ones_argo_names(ids: list[str], data: st.DataObject) -> None:
+    failing = data.draw(st.sets(st.sampled_from(ids)))
+    status = data.draw(st.sampled_from(["Succeeded", "Failed"]))
+    failures = [
+        FailedNode(argo_item_name("process", ids.index(oid), oid, size=len(oid) * 1000), "exit 1")
+        for oid in sorted(failing)
+    ]
+    results = outcomes(workflow="wf", status=status, failures=failures, order_ids=ids)
+    assert [r.order_id for r in results] == ids
+    assert {r.order_id for r in results if r.failed_steps} == failing
+    for result in results:
+        if result.order_id in failing:
+            assert result.status == FAILED
+        elif failing or status == "Succeeded":
+            assert result.status == SUCCEEDED
+        else:
+            assert result.status == status and result.message == f"Workflow {status}"
+
+
+# -- limit edits -----------------------------------------------------------------------------
+def test_edit_keeps_comments_and_changes_only_the_named_lines() -> None:
+    text = default_config_text()
+    changes = [
+        LimitChange(field="max_live_workflows", value=7, size_class="medium"),
+        LimitChange(field="workflows_per_second", value=2.5),
+        LimitChange(field="burst", value=30),
+    ]
+    edit = edit_limits(text, changes, source="test")
+    assert edit.comments_kept
+    changed = [
+        line
+        for line in difflib.unified_diff(
+            text.splitlines(), edit.text.splitlines(), lineterm="", n=0
+        )
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    assert len(changed) == 6, changed
+    assert (
+        "  workflows_per_second: 2.5       # global creation rate (shared by all replicas)"
+        in edit.text
+    )
+    assert edit.after.size_class("medium").max_live_workflows == 7
+    assert edit.after.size_class("small").max_live_workflows == 40
+    assert (edit.after.limits.workflows_per_second, edit.after.limits.burst) == (2.5, 30)
+    assert {(r.field, r.before, r.after) for r in edit.rows} == {
+        ("classes[medium].max_live_workflows", 20, 7),
+        ("limits.workflows_per_second", 5.0, 2.5),
+        ("limits.burst", 20, 30),
+    }
+
+
+def test_edit_adds_missing_keys_and_sections() -> None:
+    base = "classes:\n  - name: only   # the one class\n    template: t\n" + "".join(
+        f"    {k}: {v}\n"
+        for k, v in {
+            "max_orders_per_workflow": 1,
+            "max_batch_input_bytes": 10,
+            "max_linger_seconds": 0,
+            "node_pool": "p",
+            "spot": "false",
+            "cpu": '"1"',
+            "memory": "1Gi",
+            "max_live_workflows": 3,
+        }.items()
+    )
+    edit = edit_limits(base, [LimitChange(field="burst", value=9)], source="t")
+    assert edit.comments_kept and edit.after.limits.burst == 9
+    assert edit.text.endswith("limits:\n  burst: 9\n")
+    with_section = base + "limits:\n  workflows_per_second: 1   # slow\n"
+    edit = edit_limits(
+        with_section, [LimitChange(field="max_workflow_objects", value=50)], source="t"
+    )
+    assert "  workflows_per_second: 1   # slow\n  max_workflow_objects: 50" in edit.text
+    assert (
+        edit.after.limits.max_workflow_objects == 50 and edit.after.limits.workflows_per_second == 1
+    )
+
+
+def test_flow_style_is_redumped_and_says_so() -> None:
+    text = re.sub(
+        r"^limits:\n(?:  .*\n)+",
+        "limits: {workflows_per_second: 5, burst: 20, max_workflow_objects: 2000}\n",
+        default_config_text(),
+        count=1,
+        flags=re.MULTILINE,
+    )
+    assert "limits: {" in text
+    edit = edit_limits(text, [LimitChange(field="burst", value=3)], source="t")
+    assert not edit.comments_kept and edit.after.limits.burst == 3
+    assert [(r.field, r.after) for r in edit.rows] == [("limits.burst", 3)]
+
+
+def test_tiny_rates_are_written_without_an_exponent() -> None:
+    edit = edit_limits(
+        default_config_text(),
+        [LimitChange(field="workflows_per_second", value=0.00001)],
+        source="t",
+    )
+    assert edit.after.limits.workflows_per_second == pytest.approx(0.00001)
+    assert "workflows_per_second: 0.00001 " in edit.text
+
+
+def test_invalid_values_are_refused_with_the_field_and_reason() -> None:
+    text = default_config_text()
+    with pytest.raises(
+        ConfigError, match=r"limits\.burst: Input should be greater than or equal to 1"
+    ):
+        edit_limits(text, [LimitChange(field="burst", value=0)], source="cm")
+    with pytest.raises(ConfigError, match=r"classes"):
+        edit_limits(
+            text,
+            [LimitChange(field="max_live_workflows", value=-1, size_class="small")],
+            source="cm",
+        )
+    with pytest.raises(LimitEditError, match="no size class 'huge'"):
+        edit_limits(
+            text, [LimitChange(field="max_live_workflows", value=1, size_class="huge")], source="cm"
+        )
+    with pytest.raises(LimitEditError):
+        edit_limits(
+            text, [LimitChange(field="workflows_per_second", value=float("inf"))], source="cm"
+        )
+
+
+def test_unchanged_values_give_an_empty_diff() -> None:
+    edit = edit_limits(default_config_text(), [LimitChange(field="burst", value=20)], source="t")
+    assert edit.rows == ()
+
+
+# -- census ----------------------------------------------------------------------------------
+def workflow(size_class: str | None, phase: str | None) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "burst-dispatcher"}
+    if size_class:
+        labels["burst-dispatcher.io/size-class"] = size_class
+    body: dict[str, Any] = {"metadata": {"labels": labels}}
+    if phase is not None:
+        body["status"] = {"phase": phase}
+    return body
+
+
+def test_census_counts_live_workflows_per_class() -> None:
+    cfg = load_settings(environ={})
+    items = [
+        workflow("small", None),
+        workflow("small", "Pending"),
+        workflow("small", "Running"),
+        workflow("small", "Succeeded"),
+        workflow("large", "Failed"),
+        workflow("large", "Running"),
+        workflow("retired", "Running"),
+    ]
+    census = take_census(items, cfg)
+    rows = {row.name: row for row in census.classes}
+    assert (rows["small"].live, rows["small"].finished, rows["small"].cap) == (3, 1, 40)
+    assert rows["small"].headroom == 37 and rows["medium"].live == 0
+    assert (rows["large"].live, rows["large"].headroom) == (1, 4)
+    assert rows["retired"].cap is None and rows["retired"].headroom is None
+    assert census.total == 7 and census.max_objects == cfg.limits.max_workflow_objects
+    assert census.to_json()["classes"][0]["class"] == "small"
+
+
+# -- the CLI surface without servers --------------------------------------------------------
+def run(*args: str) -> Any:
+    return CliRunner().invoke(cli, ["--log-format", "json", *args], catch_exceptions=False)
+
+
+def test_report_dry_run_prints_one_message_per_order() -> None:
+    failures = json.dumps([{"displayName": argo_item_name("process", 1, "o-2"), "message": "boom"}])
+    result = run(
+        "report",
+        "--workflow",
+        "bd-small-1",
+        "--status",
+        "Failed",
+        "--failures",
+        failures,
+        "--orders",
+        '[{"order_id":"o-1"},{"order_id":"o-2"}]',
+        "--topic",
+        "results",
+        "--dry-run",
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [m["attributes"]["order_id"] for m in lines] == ["o-1", "o-2"]
+    assert lines[1]["data"]["status"] == "Failed" and lines[1]["data"]["failed_steps"]
+    assert lines[1]["attributes"] == {
+        "order_id": "o-2",
+        "workflow": "bd-small-1",
+        "status": "Failed",
+    }
+
+
+def test_report_tolerates_unreadable_failures_but_not_unreadable_orders() -> None:
+    result = run(
+        "report",
+        "--workflow",
+        "w",
+        "--status",
+        "Failed",
+        "--failures",
+        "{oops",
+        "--orders",
+        '["o-1"]',
+        "--topic",
+        "t",
+        "--dry-run",
+    )
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["data"]["status"] == "Failed"
+    bad = run("report", "--workflow", "w", "--status", "Failed", "--orders", "", "--topic", "t")
+    assert bad.exit_code == 2 and "--orders" in bad.output
+
+
+def test_operator_commands_refuse_bad_arguments() -> None:
+    bad_reason = run("dead-letter", "inspect", "--subscription", "s", "--reason", "nope")
+    assert bad_reason.exit_code == 2
+    nothing = run("limits", "set")
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.output
+    unpaired = run("limits", "set", "--class", "small")
+    assert unpaired.exit_code == 2 and "pairs" in unpaired.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dead-letter"],
+        ["dead-letter", "inspect"],
+        ["dead-letter", "replay"],
+        ["report"],
+        ["limits"],
+        ["limits", "status"],
+        ["limits", "set"],
+    ],
+)
+def test_every_operator_command_explains_itself(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.exit_code == 0 and len(result.output) > 400
+
+
+def test_ages_and_clipping_read_well() -> None:
+    assert [ago(s) for s in (None, 5, 125, 3 * 3600 + 300, 2 * 86400 + 4 * 3600)] == [
+        "?",
+        "5s",
+        "2m",
+        "3h05m",
+        "2d04h",
+    ]
+    assert clip("a  b\nc", 10) == "a b c" and clip("x" * 20, 5) == "xxxx…"
