@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dispatcher.order_mentions import OrderIndex
+
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
-#: Bare mentions of shorter ids (``"7"``) would match numbers anywhere in a message.
-MIN_BARE_ID_CHARS = 4
 MAX_MESSAGE_CHARS = 1000
 
 _RETRY_ATTEMPT = re.compile(r"^(?P<base>.+)\((?P<attempt>\d+)\)$")
@@ -29,7 +29,6 @@ _GENERIC_MESSAGE = re.compile(r"^(child '[^']*' failed|child [^ ]+ failed|)$")
 #: Messages of nodes Argo stopped: the Workflow hit its deadline or was stopped/terminated,
 #: so orders without a failed step may never have started.
 _CUT_SHORT = re.compile(r"deadline|stopped with strategy|shutdown with strategy|terminat", re.I)
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
 class ReportInputError(ValueError):
@@ -190,11 +189,12 @@ def outcomes(
 def _attribute(
     nodes: Sequence[FailedNode], order_ids: Sequence[str]
 ) -> tuple[dict[str, list[FailedNode]], list[FailedNode]]:
+    index = OrderIndex(order_ids)
     by_order: dict[str, list[FailedNode]] = {}
     unattributed: list[FailedNode] = []
     for node in nodes:
-        named = [oid for oid in order_ids if _names_order(node, oid)]
-        for order_id in named:
+        named = index.named_in(node.display_name) | index.named_in(node.message)
+        for order_id in sorted(named, key=order_ids.index):
             by_order.setdefault(order_id, []).append(node)
         if not named:
             unattributed.append(node)
@@ -205,47 +205,12 @@ def _attribute(
     rest: list[FailedNode] = []
     for node in unattributed:
         match = _LOOP_INDEX.match(node.display_name)
-        index = int(match.group("index")) if match else -1
-        if 0 <= index < len(order_ids):
-            by_order.setdefault(order_ids[index], []).append(node)
+        position = int(match.group("index")) if match else -1
+        if 0 <= position < len(order_ids):
+            by_order.setdefault(order_ids[position], []).append(node)
         else:
             rest.append(node)
     return by_order, rest
-
-
-def _names_order(node: FailedNode, order_id: str) -> bool:
-    return any(mentions(text, order_id) for text in (node.display_name, node.message) if text)
-
-
-def mentions(text: str, order_id: str) -> bool:
-    """Does ``text`` name ``order_id``: as ``order_id:ID`` (Argo's item), JSON, or a token."""
-    structured = (
-        f"order_id:{order_id}",
-        f"order_id={order_id}",
-        f'"order_id":{json.dumps(order_id)}',
-        f'"order_id": {json.dumps(order_id)}',
-    )
-    for needle in structured:
-        if _occurs(text, needle, before=True, after=not needle.endswith('"')):
-            return True
-    if "order_id" in text:
-        # The text names its order explicitly (an Argo loop item): a bare match elsewhere in
-        # it, such as a size of 1234 bytes, is not an order id.
-        return False
-    return len(order_id) >= MIN_BARE_ID_CHARS and _occurs(text, order_id, before=True, after=True)
-
-
-def _occurs(text: str, needle: str, *, before: bool, after: bool) -> bool:
-    """``needle`` in ``text`` with no id character directly around it (where asked)."""
-    start = text.find(needle)
-    while start >= 0:
-        end = start + len(needle)
-        clear_before = not before or start == 0 or text[start - 1] not in _ID_CHARS
-        clear_after = not after or end == len(text) or text[end] not in _ID_CHARS
-        if clear_before and clear_after:
-            return True
-        start = text.find(needle, start + 1)
-    return False
 
 
 def _without_retried_attempts(failures: Sequence[FailedNode]) -> list[FailedNode]:

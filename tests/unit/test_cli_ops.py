@@ -24,12 +24,12 @@ from dispatcher.config import ConfigError, default_config_text, load_settings
 from dispatcher.core.decisions import DeadLetter
 from dispatcher.core.order import Reason
 from dispatcher.limit_edits import LimitChange, LimitEditError, edit_limits
+from dispatcher.order_mentions import OrderIndex, mentions
 from dispatcher.outcomes import (
     FAILED,
     SUCCEEDED,
     FailedNode,
     ReportInputError,
-    mentions,
     outcomes,
     parse_failures,
     parse_orders,
@@ -313,7 +313,12 @@ def test_mentions_respects_id_boundaries() -> None:
     assert mentions("cannot read gs://bucket/ord-42/input: 404", "ord-42")
     assert not mentions("cannot read gs://bucket/ord-421/input", "ord-42")
     # An Argo item names its order explicitly; a number elsewhere in it is not an order id.
-    assert not mentions(argo_item_name("p", 0, "o-1", size=1234), "1234")
+    index = OrderIndex(["o-1", "1234", "o-2"])
+    assert index.named_in(argo_item_name("p", 0, "o-1", size=1234)) == {"o-1"}
+    assert index.named_in('{"order_id": "o-2", "size_bytes": 1234}') == {"o-2"}
+    assert index.named_in("for {'order_id': 'o-2', 'size': 1234}") == {"1234"}  # bare fallback
+    assert OrderIndex(['a"b', "x,y"]).named_in('"order_id":"a\\"b" order_id:x,y)') == {'a"b', "x,y"}
+    assert index.named_in("") == set() and OrderIndex([]).named_in("order_id:o-1") == set()
 
 
 order_ids = st.lists(
