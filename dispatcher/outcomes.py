@@ -88,6 +88,12 @@ def parse_failures(text: str | None) -> list[FailedNode]:
         raw = json.loads(text or "")
     except ValueError as exc:
         raise ReportInputError(f"--failures is not JSON: {exc}") from exc
+    if isinstance(raw, str):
+        # Argo (v4) substitutes the failures as a JSON string holding the JSON list.
+        try:
+            raw = json.loads(raw) if raw.strip() else None
+        except ValueError as exc:
+            raise ReportInputError(f"--failures holds a string that is not JSON: {exc}") from exc
     if raw is None:
         return []
     if isinstance(raw, dict):

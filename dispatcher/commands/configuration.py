@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from dispatcher.commands.common import config_option, settings_or_exit
+from dispatcher.commands.output import console as make_console
 from dispatcher.config import default_config_text
 
 
@@ -42,7 +42,7 @@ def validate_command(config_path: Path | None) -> None:
             c.node_pool + (" (spot)" if c.spot else ""),
             str(c.max_live_workflows),
         )
-    Console().print(table)
+    make_console().print(table)
     click.echo("configuration is valid")
 
 

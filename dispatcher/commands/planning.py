@@ -10,10 +10,10 @@ from typing import BinaryIO
 
 import click
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from dispatcher.commands.common import config_option, settings_or_exit
+from dispatcher.commands.output import console as make_console
 from dispatcher.core.order import order_json_schema
 from dispatcher.examples import example_orders
 from dispatcher.plan import Plan, plan_orders
@@ -60,7 +60,7 @@ def _render(plan: Plan, directory: Path) -> None:
 
 
 def _print_tables(plan: Plan, elapsed: float, render_dir: Path | None) -> None:
-    console = Console()
+    console = make_console()
     table = Table(title="Workflows per size class")
     for column in ("class", "orders", "workflows", "orders/workflow", "input", "node pool"):
         table.add_column(column, justify="right" if column != "class" else "left")

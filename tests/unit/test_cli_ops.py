@@ -207,6 +207,8 @@ def test_failures_parse_argo_fields_and_reject_garbage() -> None:
         "pod": "wf-1-order-123",
         "finished_at": "2025-06-01T12:00:00Z",
     }
+    # Argo v4 hands the list over as a JSON string holding the JSON list
+    assert parse_failures(json.dumps(text)) == parse_failures(text)
     with pytest.raises(ReportInputError):
         parse_failures("{not json")
     with pytest.raises(ReportInputError):

@@ -1,0 +1,1 @@
+"""Validation of the deployable artefacts: WorkflowTemplates, kustomize overlays, Dockerfile."""

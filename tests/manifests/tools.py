@@ -1,0 +1,294 @@
+"""Locate the tools and schema sources the manifest tests need, and render overlays.
+
+Why a module: the versions are pinned once (versions.env, shared with build-tools.sh), binaries
+come from the cluster build when it exists (its kubectl embeds kustomize) or from our own small
+build, and CRDs are read from the Go module cache at test time instead of being copied into the
+repository, so a version bump is one line and the copies can never drift.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+K8S = REPO / "k8s"
+GOLDEN = HERE / "golden"
+
+# Every kustomization that is applied somewhere, by golden-file name.
+OVERLAYS: dict[str, Path] = {
+    "dev": K8S / "overlays" / "dev",
+    "staging": K8S / "overlays" / "staging",
+    "prod": K8S / "overlays" / "prod",
+    "infra-dev": K8S / "infra" / "overlays" / "dev",
+    "infra-staging": K8S / "infra" / "overlays" / "staging",
+    "infra-prod": K8S / "infra" / "overlays" / "prod",
+}
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+class ToolUnavailable(RuntimeError):
+    """A tool or schema source cannot be had here; the message says why (tests skip on it)."""
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip on a developer machine; fail in CI (CI=true), where a silent skip would hide a
+    missing install step."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"needed in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def versions() -> dict[str, str]:
+    """KEY=VALUE pairs of versions.env."""
+    pairs: dict[str, str] = {}
+    for line in (HERE / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def cache_root() -> Path:
+    base = os.environ.get("BURST_DISPATCHER_CACHE") or str(Path.home() / ".cache/burst-dispatcher")
+    return Path(base)
+
+
+def cluster_bin(name: str) -> Path | None:
+    """A binary built by tests/cluster/build.sh (newest cache key first), if any."""
+    candidates = sorted(
+        (cache_root() / "cluster").glob(f"*/bin/{name}"),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    return next((p for p in candidates if os.access(p, os.X_OK)), None)
+
+
+@functools.cache
+def kustomize_command() -> tuple[str, ...]:
+    """The pinned kustomize when built, else `kubectl kustomize` from the cluster build, else
+    build the pinned one now (build-tools.sh, about a minute). The pinned one comes first so
+    rendering does not change with whichever kustomize a kubectl happens to embed."""
+    own = (
+        cache_root()
+        / "tools"
+        / f"kustomize-{versions()['KUSTOMIZE_VERSION']}"
+        / "bin"
+        / "kustomize"
+    )
+    if own.is_file():
+        return (str(own), "build")
+    kubectl = cluster_bin("kubectl")
+    if kubectl is not None:
+        return (str(kubectl), "kustomize")
+    if shutil.which("go") is None:
+        raise ToolUnavailable("no kustomize, no kubectl and no Go toolchain to build one")
+    proc = subprocess.run(
+        ["bash", str(HERE / "build-tools.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    if proc.returncode != 0 or not own.is_file():
+        raise ToolUnavailable(f"build-tools.sh failed: {proc.stderr.strip()[-2000:]}")
+    return (str(own), "build")
+
+
+@functools.cache
+def render_text(path: Path) -> str:
+    """The kustomize output for one kustomization directory (cached per session)."""
+    proc = subprocess.run(
+        [*kustomize_command(), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"kustomize failed for {path}:\n{proc.stderr}")
+    return proc.stdout
+
+
+def render(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(render_text(path)) if doc]
+
+
+def find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [
+        o for o in objs if o.get("kind") == kind and (name is None or o["metadata"]["name"] == name)
+    ]
+
+
+def one(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = find(objs, kind, name)
+    if len(found) != 1:
+        raise AssertionError(f"expected exactly one {kind}/{name}, found {len(found)}")
+    return found[0]
+
+
+# --- Go module cache: CRD sources ------------------------------------------------------------
+
+
+@functools.cache
+def go_module_dir(module: str, version: str) -> Path:
+    """The extracted module in the Go module cache (downloads it once through the proxy)."""
+    if shutil.which("go") is None:
+        raise ToolUnavailable("no Go toolchain to fetch CRD modules")
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    proc = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+        cwd=HERE,
+    )
+    try:
+        info = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise ToolUnavailable(f"go mod download {module}@{version}: {proc.stderr.strip()}") from exc
+    if info.get("Error") or not info.get("Dir"):
+        raise ToolUnavailable(f"go mod download {module}@{version}: {info.get('Error')}")
+    return Path(info["Dir"])
+
+
+def keda_crds() -> list[dict[str, Any]]:
+    root = go_module_dir("github.com/kedacore/keda/v2", versions()["KEDA_VERSION"])
+    return [
+        doc
+        for path in sorted((root / "config" / "crd" / "bases").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
+def crd_schema(crds: list[dict[str, Any]], api_version: str, kind: str) -> dict[str, Any]:
+    group, _, version = api_version.partition("/")
+    for crd in crds:
+        spec = crd["spec"]
+        if spec["group"] != group or spec["names"]["kind"] != kind:
+            continue
+        for served in spec["versions"]:
+            if served["name"] == version:
+                schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
+                return schema
+    raise KeyError(f"no CRD for {api_version} {kind}")
+
+
+def schema_errors(value: Any, schema: dict[str, Any], path: str = "") -> Iterator[str]:
+    """Structural-schema check as the API server does it: unknown fields (what strict field
+    validation rejects), types, enums and required fields. Enough to catch a misspelt field."""
+    if schema.get("x-kubernetes-int-or-string"):
+        if not isinstance(value, (int, str)) or isinstance(value, bool):
+            yield f"{path}: expected int or string"
+        return
+    kind = schema.get("type")
+    checks: dict[str, type | tuple[type, ...]] = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "boolean": bool,
+        "integer": int,
+        "number": (int, float),
+    }
+    if kind in checks and not isinstance(value, checks[kind]):
+        yield f"{path or '.'}: expected {kind}, got {type(value).__name__}"
+        return
+    if kind in ("integer", "number") and isinstance(value, bool):
+        yield f"{path}: expected {kind}, got bool"
+    if "enum" in schema and value not in schema["enum"]:
+        yield f"{path}: {value!r} not in {schema['enum']}"
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for req in schema.get("required", []):
+            if req not in value:
+                yield f"{path}.{req}: required"
+        for key, sub in value.items():
+            if props is not None and key in props:
+                yield from schema_errors(sub, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                yield from schema_errors(sub, extra, f"{path}.{key}")
+            elif props is not None and not schema.get("x-kubernetes-preserve-unknown-fields"):
+                if path == "" and key in ("apiVersion", "kind", "metadata"):
+                    continue
+                yield f"{path}.{key}: unknown field"
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            yield from schema_errors(item, schema["items"], f"{path}[{i}]")
+
+
+# --- Config Connector field names ------------------------------------------------------------
+# The Config Connector module is not served by the Go module proxy ("403 Forbidden: This module
+# version is not available"), so its CRDs cannot come from the module cache. The npm package
+# @kubernetes-models/gke is generated from those CRDs; its TypeScript declarations give the
+# field tree, which is what a misspelling breaks.
+
+
+def kcc_models_dir() -> Path:
+    root = cache_root() / "tools" / f"kubernetes-models-gke-{versions()['KCC_MODELS_VERSION']}"
+    package = root / "node_modules" / "@kubernetes-models" / "gke"
+    if not package.is_dir():
+        raise ToolUnavailable(f"{package} missing: run tests/manifests/build-tools.sh (needs npm)")
+    return package
+
+
+def _dts_field_tree(path: Path) -> dict[str, Any]:
+    import re
+
+    text = re.sub(r"/\*.*?\*/", "", path.read_text(), flags=re.S)
+    start = text.index('"spec"')
+    root: dict[str, Any] = {}
+    stack = [root]
+    for line in text[start:].splitlines():
+        match = re.match(r'\s*"([A-Za-z0-9_$-]+)"\??:\s*(.*)$', line)
+        if match:
+            key, rest = match.groups()
+            node = stack[-1].setdefault(key, {})
+            if rest.rstrip().endswith("{"):
+                stack.append(node)
+            continue
+        if re.match(r"\s*}", line):
+            # `} & (Exclude<{` and `}, {` open another alternative of the same object.
+            if line.rstrip().endswith("{"):
+                continue
+            stack.pop()
+            if not stack:
+                break
+    return root
+
+
+def kcc_field_tree(api_version: str, kind: str) -> dict[str, Any]:
+    group, _, version = api_version.partition("/")
+    path = kcc_models_dir() / group / version / f"{kind}.d.ts"
+    if not path.is_file():
+        raise KeyError(f"no model for {api_version} {kind}")
+    return _dts_field_tree(path)
+
+
+def unknown_fields(value: Any, tree: dict[str, Any], path: str) -> Iterator[str]:
+    if isinstance(value, dict):
+        if not tree:  # free-form map (labels, annotations)
+            return
+        for key, sub in value.items():
+            if key not in tree:
+                yield f"{path}.{key}"
+            else:
+                yield from unknown_fields(sub, tree[key], f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from unknown_fields(item, tree, f"{path}[{i}]")
