@@ -30,7 +30,6 @@ RUN python -m venv /opt/venv \
       "tenacity==9.2.1" \
       "structlog==25.5.0" \
       "pydantic==2.14.4" \
-      "pydantic-settings==2.16.3" \
       "PyYAML==6.0.4" \
       "click==8.5.1" \
       "rich==14.3.4" \
