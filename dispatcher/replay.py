@@ -8,14 +8,13 @@ is pinned by unit tests without a Pub/Sub server.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dispatcher.core.order import Reason
+from dispatcher.core.order import Reason, salvage_order_id
 
 DLQ_PREFIX = "dlq_"
 #: Attributes the dispatcher adds besides ``dlq_*`` (DESIGN.md, "Dead letters").
@@ -41,7 +40,6 @@ CONTENT_REASONS = frozenset(
         Reason.ATTRIBUTE_MISMATCH,
     }
 )
-_MAX_SALVAGE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,21 +150,6 @@ def reason_counts(records: Iterable[DeadLetterRecord]) -> list[tuple[str, int]]:
 def replay_fails_again(reason: str) -> bool:
     """True when the message content caused the rejection, so a replay meets the same fate."""
     return reason in CONTENT_REASONS
-
-
-def salvage_order_id(data: bytes) -> str | None:
-    """Best effort: the body's ``order_id`` when the body is a JSON object that has one."""
-    if len(data) > _MAX_SALVAGE_BYTES:
-        return None
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return None
-    if isinstance(body, dict):
-        candidate = body.get("order_id")
-        if isinstance(candidate, str) and 0 < len(candidate) <= 128:
-            return candidate
-    return None
 
 
 def _parse_time(text: str) -> datetime | None:

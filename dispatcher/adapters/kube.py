@@ -8,10 +8,11 @@ the API server's own message so the dead letter says what was wrong.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import tenacity
@@ -80,6 +81,25 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Run SDK calls so that their failures surface as the project's error tree."""
+    try:
+        yield
+    except ApiException as exc:
+        raise translate(exc) from exc
+    except Exception as exc:
+        mapped = translate(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
+def _status(error: BaseException) -> int | None:
+    cause = error.__cause__
+    return cause.status if isinstance(cause, ApiException) else None
+
+
 class _WaitWithRetryAfter(tenacity.wait.wait_base):
     """Exponential backoff with jitter, never shorter than the server's Retry-After."""
 
@@ -138,23 +158,19 @@ class KubeWorkflowSink:
         with self._lock:
             self.api_writes += 1
         try:
-            self._objects.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                self._namespace,
-                "workflows",
-                body,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as exc:
-            if exc.status == 409:
+            with translated_errors():
+                self._objects.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self._namespace,
+                    "workflows",
+                    body,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+        except PermanentError as exc:
+            if _status(exc) == 409:
                 return CreateResult.EXISTS
-            raise translate(exc) from exc
-        except Exception as exc:
-            translated = translate(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+            raise
         return CreateResult.CREATED
 
     def _require_template(self, name: str) -> None:
@@ -162,26 +178,22 @@ class KubeWorkflowSink:
         if checked is not None and self._clock() - checked < TEMPLATE_CACHE_SECONDS:
             return
         try:
-            self._objects.get_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                self._namespace,
-                "workflowtemplates",
-                name,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
+            with translated_errors():
+                self._objects.get_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self._namespace,
+                    "workflowtemplates",
+                    name,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+        except PermanentError as exc:
+            if _status(exc) == 404:
                 raise PermanentError(
                     f"WorkflowTemplate {self._namespace}/{name} does not exist",
                     reason=Reason.TEMPLATE_MISSING,
                 ) from exc
-            raise translate(exc) from exc
-        except Exception as exc:
-            translated = translate(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+            raise
         self._templates[name] = self._clock()
 
     def ping(self) -> tuple[bool, str]:

@@ -118,7 +118,7 @@ def _explain(data: bytes, exc: ValidationError) -> Rejection:
         return Rejection(Reason.INVALID_JSON, f"body is not JSON: {first['msg']}")
     if kind == "model_type" and not loc:
         return Rejection(Reason.NOT_AN_OBJECT, "body must be a JSON object")
-    order_id = _salvage_order_id(data)
+    order_id = salvage_order_id(data)
     if any(error["loc"] == ("schema_version",) for error in errors):
         return Rejection(
             Reason.UNSUPPORTED_SCHEMA_VERSION,
@@ -134,8 +134,13 @@ def _explain(data: bytes, exc: ValidationError) -> Rejection:
     return Rejection(Reason.SCHEMA, detail, order_id)
 
 
-def _salvage_order_id(data: bytes) -> str | None:
+MAX_SALVAGE_BYTES = 1024 * 1024
+
+
+def salvage_order_id(data: bytes) -> str | None:
     """Best effort: keep the order id of a rejected order so operators can find it."""
+    if len(data) > MAX_SALVAGE_BYTES:
+        return None
     try:
         body = json.loads(data)
     except ValueError:
