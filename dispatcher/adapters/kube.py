@@ -123,7 +123,7 @@ def create_retry_policy(
     """The named policy for Workflow creates: transient errors only, bounded in time."""
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(TransientError),
-        wait=_WaitWithRetryAfter(tenacity.wait_exponential_jitter(initial=0.2, max=10.0)),
+        wait=_WaitWithRetryAfter(tenacity.wait_exponential_jitter(multiplier=0.2, max=10.0)),
         stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(max_seconds),
         sleep=sleep,
         reraise=True,
