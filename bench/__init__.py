@@ -1,0 +1,1 @@
+"""Benchmarks for burst-dispatcher (run as modules, e.g. ``python -m bench.dispatch_bench``)."""
