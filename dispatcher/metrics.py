@@ -72,10 +72,10 @@ class Metrics:
             registry=r,
         )
 
-    def received(self, delivery_attempt: int | None = None) -> None:
-        self.orders_received.inc()
-        if delivery_attempt is not None and delivery_attempt > 1:
-            self.redeliveries.inc()
+    def received(self, count: int = 1, redelivered: int = 0) -> None:
+        self.orders_received.inc(count)
+        if redelivered:
+            self.redeliveries.inc(redelivered)
 
     def dead_lettered(self, reason: Reason) -> None:
         self.orders_dead_lettered.labels(reason.value).inc()

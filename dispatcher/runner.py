@@ -35,6 +35,8 @@ class _Outcome:
 
 
 _STOP = object()
+MAX_EVENTS_PER_TURN = 512
+GAUGE_SECONDS = 0.5
 
 
 class Runner:
@@ -94,35 +96,56 @@ class Runner:
     # -- the engine thread ---------------------------------------------------------------
     def _loop(self) -> None:
         engine = self.engine
+        next_gauges = 0.0
         while True:
             deadline = engine.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self._clock())
             if self._draining.is_set():
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
-            try:
-                event = self._inbox.get(timeout=timeout)
-            except queue.Empty:
-                event = None
-            decisions: list[Decision[Delivery]]
-            if event is _STOP:
-                self._draining.set()
-                decisions = engine.drain()
-            elif isinstance(event, _Outcome):
-                decisions = self._settle(event)
-            elif callable(event):
-                decisions = event()
-            elif event is not None:
-                delivery: Any = event
-                self._metrics.received(delivery.delivery_attempt)
-                decisions = engine.receive(delivery, delivery.data, delivery.attributes)
-            else:
-                decisions = []
+            events = self._next_events(timeout)
+            decisions: list[Decision[Delivery]] = []
+            received = redelivered = 0
+            for event in events:
+                if event is _STOP:
+                    self._draining.set()
+                    decisions.extend(engine.drain())
+                elif isinstance(event, _Outcome):
+                    decisions.extend(self._settle(event))
+                elif callable(event):
+                    decisions.extend(event())
+                else:
+                    delivery: Any = event
+                    received += 1
+                    attempt = delivery.delivery_attempt
+                    if attempt is not None and attempt > 1:
+                        redelivered += 1
+                    decisions.extend(engine.receive(delivery, delivery.data, delivery.attributes))
+            if received:
+                self._metrics.received(received, redelivered)
             decisions.extend(engine.tick())
             self._carry_out(decisions)
-            self._metrics.observe_engine(engine)
+            now = self._clock()
+            if now >= next_gauges:  # gauges on a timer: per event they cost more than an order
+                self._metrics.observe_engine(engine)
+                next_gauges = now + GAUGE_SECONDS
             if self._draining.is_set() and engine.in_flight() == 0 and self._dead_letters_done():
+                self._metrics.observe_engine(engine)
                 self._stopped.set()
                 return
+
+    def _next_events(self, timeout: float | None) -> list[object]:
+        """Wait for one event, then take whatever else is already queued (up to a bound)."""
+        try:
+            events = [self._inbox.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        take = self._inbox.get_nowait
+        try:
+            while len(events) < MAX_EVENTS_PER_TURN:
+                events.append(take())
+        except queue.Empty:
+            pass
+        return events
 
     def _settle(self, outcome: _Outcome) -> list[Decision[Delivery]]:
         error = outcome.error

@@ -301,7 +301,7 @@ class Membership:
             ),
         )
         try:
-            self._api.replace_namespaced_lease(self._lease_name(), self._namespace, body)
+            self._api.patch_namespaced_lease(self._lease_name(), self._namespace, body)
         except ApiException as exc:
             if exc.status != 404:
                 raise

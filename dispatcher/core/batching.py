@@ -24,9 +24,10 @@ PER_ORDER_OVERHEAD_BYTES = 48
 
 def ticket_object_bytes(ticket: Ticket[R]) -> int:
     """How many bytes one order adds to a Workflow object (an upper estimate)."""
+    item, order_id = ticket.item_json, ticket.order_id
     return (
-        len(ticket.item_json.encode("utf-8"))
-        + len(ticket.order_id.encode("utf-8"))
+        (len(item) if item.isascii() else len(item.encode("utf-8")))
+        + (len(order_id) if order_id.isascii() else len(order_id.encode("utf-8")))
         + PER_ORDER_OVERHEAD_BYTES
     )
 

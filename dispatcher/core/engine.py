@@ -93,11 +93,15 @@ class Engine(Generic[R]):
             return [Ack(receipt)]
         if self._draining:
             return [Release(receipt)]
-        ticket = self._classifier.ticket(parsed, now=self._clock(), receipt=receipt)
+        now = self._clock()
+        ticket = self._classifier.ticket(parsed, now=now, receipt=receipt)
         if isinstance(ticket, Rejection):
             return [self._dead_letter(receipt, ticket, "classify")]
         self._tickets[order_id] = ticket
-        for batch in self._batcher.add(ticket, self._clock()):
+        closed = self._batcher.add(ticket, now)
+        if not closed:
+            return []  # nothing new to admit; tick() retries held batches
+        for batch in closed:
             self._ready[batch.size_class].append(batch)
         return self._admit()
 
