@@ -15,6 +15,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import tenacity
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
@@ -265,8 +266,20 @@ class Membership:
         members = self._members
         return members.index(self.identity) if self.identity in members else 0
 
-    def start(self) -> None:
-        self._renew()
+    def start(self, timeout: float = 60.0) -> None:
+        """Join (retrying through API hiccups), then renew in the background.
+
+        A replica must not start dispatching believing it is alone while others exist: it
+        would take whole shares of the limits. So joining is retried, and failing to join
+        within ``timeout`` stops start-up.
+        """
+        joining = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_worth_retrying),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=5.0),
+            stop=tenacity.stop_after_delay(timeout),
+            reraise=True,
+        )
+        joining(self._renew)
         self._thread.start()
 
     def stop(self) -> None:
@@ -276,6 +289,8 @@ class Membership:
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("lease_release_failed", error=str(exc.reason))
+        except Exception as exc:  # noqa: BLE001 - the lease expires by itself anyway
+            log.warning("lease_release_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _lease_name(self) -> str:
         return f"burst-dispatcher-{self.identity}"[:63].rstrip("-.")
@@ -318,6 +333,11 @@ class Membership:
             if age <= (spec.lease_duration_seconds or self._lease_seconds):
                 alive.append(spec.holder_identity)
         self._members = sorted(set(alive) | {self.identity})
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """Everything but a refusal (401/403/404 on the API itself) is worth another try."""
+    return not (isinstance(error, ApiException) and error.status in (401, 403))
 
 
 def _utcnow() -> Any:

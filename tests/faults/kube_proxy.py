@@ -83,7 +83,9 @@ class KubeFaultProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"  # one request per connection, close-delimited bodies
+            # One request per connection; bodies are re-chunked so watch events flow through
+            # as they come (a close-delimited body would reach the client only at the end).
+            protocol_version = "HTTP/1.1"
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -97,6 +99,7 @@ class KubeFaultProxy:
                     self.close_connection = True
                     self.connection.close()
                     return
+                self.close_connection = True
                 if fault in ("429", "500"):
                     proxy.faults.injected[fault] += 1
                     payload = b'{"kind":"Status","apiVersion":"v1","status":"Failure",' + (
@@ -109,6 +112,7 @@ class KubeFaultProxy:
                         self.send_header("Retry-After", "1")
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Connection", "close")
                     self.end_headers()
                     self.wfile.write(payload)
                     return
@@ -126,10 +130,13 @@ class KubeFaultProxy:
                     for name, value in response.getheaders():
                         if name.lower() not in HOP_HEADERS:
                             self.send_header(name, value)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.send_header("Connection", "close")
                     self.end_headers()
                     while chunk := response.read1(65536):
-                        self.wfile.write(chunk)
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
                 except (OSError, http.client.HTTPException):
                     self.close_connection = True
                 finally:

@@ -106,28 +106,44 @@ class History:
         self._stop.set()
 
     def _run(self) -> None:
+        version = self._list()
+        self._ready.set()
+        while not self._stop.is_set():
+            try:
+                version = self._follow(version)
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+                version = self._list()  # expired: list again (events in between are in it)
+
+    def _list(self) -> str:
         listing = self._api.list_namespaced_custom_object(
             "argoproj.io", "v1alpha1", self._namespace, "workflows", label_selector=self._selector
         )
-        version = listing["metadata"]["resourceVersion"]
-        self._ready.set()
-        while not self._stop.is_set():
-            stream = k8s_watch.Watch().stream(
-                self._api.list_namespaced_custom_object,
-                "argoproj.io",
-                "v1alpha1",
-                self._namespace,
-                "workflows",
-                label_selector=self._selector,
-                resource_version=version,
-                timeout_seconds=30,
-            )
-            for event in stream:
-                obj = event["object"]
-                version = obj["metadata"]["resourceVersion"]
-                self._record(event["type"], obj)
-                if self._stop.is_set():
-                    return
+        for obj in listing["items"]:
+            self._record("ADDED", obj)
+        return str(listing["metadata"]["resourceVersion"])
+
+    def _follow(self, version: str) -> str:
+        stream = k8s_watch.Watch().stream(
+            self._api.list_namespaced_custom_object,
+            "argoproj.io",
+            "v1alpha1",
+            self._namespace,
+            "workflows",
+            label_selector=self._selector,
+            resource_version=version,
+            timeout_seconds=30,
+        )
+        for event in stream:
+            obj = event["object"]
+            if event["type"] == "ERROR":
+                raise ApiException(status=obj.get("code", 500), reason=str(obj))
+            version = obj["metadata"]["resourceVersion"]
+            self._record(event["type"], obj)
+            if self._stop.is_set():
+                break
+        return version
 
     def _record(self, kind: str, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
@@ -152,13 +168,15 @@ class History:
             counts.update(json.loads(annotation))
         return counts
 
-    def wait_for_orders(self, expected: set[str], timeout: float) -> None:
+    def wait_for_orders(self, expected: set[str], timeout: float, describe: Any = None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if set(self.order_ids()) >= expected:
                 return
             time.sleep(0.2)
         missing = expected - set(self.order_ids())
+        state = describe() if describe is not None else ""
         raise AssertionError(
-            f"{len(missing)} orders never reached a Workflow, e.g. {sorted(missing)[:5]}"
+            f"{len(missing)} orders never reached a Workflow, e.g. {sorted(missing)[:5]}; "
+            f"history watch alive: {self._thread.is_alive()}; {state}"
         )

@@ -101,13 +101,15 @@ def settings_for(env: dict[str, Any], namespace: str, project: str, **limits: An
     )
 
 
-def swarm(count: int, seed: int) -> list[tuple[str, str, bytes]]:
+def swarm(count: int, seed: int, run: str) -> list[tuple[str, str, bytes]]:
+    """Orders unique to this run: Workflow names derive from order ids, and a name left over
+    from an earlier run in the same namespace would (rightly) be taken as work already done."""
     rng = random.Random(seed)
     orders = []
     for i in range(count):
         roll = rng.random()
         size_class = "large" if roll < 0.01 else "medium" if roll < 0.08 else "small"
-        order_id = f"{size_class}-{seed}-{i:05d}"
+        order_id = f"{size_class}-{run}-{i:05d}"
         body = {
             "order_id": order_id,
             "input": {"uri": f"gs://in/{i}", "size_bytes": SIZES[size_class]},
@@ -163,7 +165,7 @@ def test_swarm_of_5000_ends_as_expected_workflows_within_limits(
     env: dict[str, Any], k8s_cluster: Any, pubsub_clients: Any
 ) -> None:
     settings = settings_for(env, k8s_cluster.namespace, pubsub_clients.project)
-    orders = swarm(5000, seed=1)
+    orders = swarm(5000, seed=1, run=env["environment"])
     with (
         k8s_cluster.api_client() as api,
         History(api, k8s_cluster.namespace, env["selector"]) as history,
@@ -187,7 +189,7 @@ def test_two_replicas_share_limits_and_create_no_duplicate(
     env: dict[str, Any], k8s_cluster: Any, pubsub_clients: Any
 ) -> None:
     settings = settings_for(env, k8s_cluster.namespace, pubsub_clients.project)
-    orders = swarm(1500, seed=2)
+    orders = swarm(1500, seed=2, run=env["environment"])
     with (
         k8s_cluster.api_client() as api,
         History(api, k8s_cluster.namespace, env["selector"]) as history,
@@ -216,7 +218,7 @@ def test_faulty_api_server_loses_nothing(
     env: dict[str, Any], k8s_cluster: Any, pubsub_clients: Any, tmp_path: Path
 ) -> None:
     settings = settings_for(env, k8s_cluster.namespace, pubsub_clients.project)
-    orders = swarm(1000, seed=3)
+    orders = swarm(1000, seed=3, run=env["environment"])
     faults = Faults(too_many_requests=0.1, server_error=0.1, reset=0.1, seed=3)
     with KubeFaultProxy(k8s_cluster.kubeconfig, faults) as proxy:
         kubeconfig = str(proxy.kubeconfig(tmp_path / "proxy.kubeconfig"))
@@ -227,7 +229,16 @@ def test_faulty_api_server_loses_nothing(
             service, backend = start_service(settings, pubsub_clients, kubeconfig, "faulty")
             try:
                 publish(pubsub_clients, env["topic"], orders)
-                history.wait_for_orders({oid for oid, _, _ in orders}, timeout=600)
+
+                def describe() -> str:
+                    engine = service.runner.engine
+                    return (
+                        f"held {engine.held_orders()}, in flight {engine.in_flight()}, "
+                        f"view live {[backend.view.live_in_class(c) for c in CAPS]}, "
+                        f"objects {backend.view.objects_total()}, faults {dict(faults.injected)}"
+                    )
+
+                history.wait_for_orders({oid for oid, _, _ in orders}, 300, describe)
             finally:
                 service.stop(grace=30)
                 backend.close()
@@ -250,7 +261,7 @@ def test_sigkill_mid_swarm_then_restart_loses_and_duplicates_nothing(
     dump = settings.model_dump(mode="json")
     dump["service"]["http_port"] = 0
     config.write_text(yaml.safe_dump(dump))
-    orders = swarm(3000, seed=4)
+    orders = swarm(3000, seed=4, run=env["environment"])
     args = ["--config", str(config), "--kubeconfig", k8s_cluster.kubeconfig]
     process_env = {"PUBSUB_EMULATOR_HOST": pubsub_emulator.host}
     with (

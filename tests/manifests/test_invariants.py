@@ -4,7 +4,9 @@ Security (non-root, read-only root, no capabilities, exact least-privilege RBAC)
 (probes on the service's endpoints, a grace period longer than the drain, live-reloadable config)
 and consistency between the dispatcher's config.yaml, the WorkflowTemplate and the GKE
 infrastructure (every class's node pool exists with the taints and spot setting it needs, and
-the pool's machine fits the class's requests).
+the pool's machine fits the class's requests; every subscription the dispatcher reads exists
+with a dead-letter policy, is watched by KEDA and is readable by the identities that need it,
+including the class topics and subscriptions of `pubsub.routing: class_topics`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.config import Settings, parse_settings
+from dispatcher.config import Settings, load_settings, parse_settings
 from tests.manifests import tools
 
 POOL_LABEL = "cloud.google.com/gke-nodepool"
@@ -49,6 +51,13 @@ DISPATCHER_RULES = [
         "verbs": ["get", "list", "create", "update", "delete"],
     },
 ]
+# How each environment routes orders (docs/environments.md says why): a reviewed choice, like
+# the RBAC verbs. class_topics needs the objects of k8s/components/class-topics and
+# k8s/infra/components/class-topics; direct needs none of them.
+ROUTING = {"dev": "direct", "staging": "class_topics", "prod": "class_topics"}
+ROUTING_ANNOTATION = "burst-dispatcher.io/pubsub-routing"
+PUBSUB_AGENT = re.compile(r"serviceAccount:service-[0-9]+@gcp-sa-pubsub\.iam\.gserviceaccount\.com")
+DAY_SECONDS = 24 * 3600
 WORKFLOW_RULES = [
     {
         "apiGroups": ["argoproj.io"],
@@ -126,6 +135,65 @@ def _quantity(value: str) -> float:
     return float(match[1]) * units.get(match[2], 1)
 
 
+def _seconds(duration: str) -> int:
+    """A Config Connector duration such as `604800s`."""
+    match = re.fullmatch(r"([0-9]+)s", duration)
+    assert match, f"{duration}: expected whole seconds like 86400s"
+    return int(match[1])
+
+
+def _short(path: str, kind: str, env: str) -> str:
+    """The resource name of a Pub/Sub path, which must lie in this environment's project."""
+    prefix = f"projects/{_project(env)}/{kind}/"
+    assert path.startswith(prefix), f"{path}: not a {kind} path in {_project(env)}"
+    return path[len(prefix) :]
+
+
+def _routed_classes(settings: Settings) -> list[str]:
+    """Classes with a topic and subscription of their own: every class with class_topics,
+    none with direct routing (which reads the intake subscription only)."""
+    if settings.pubsub.routing == "class_topics":
+        return [c.name for c in settings.classes]
+    return []
+
+
+def _read_subscriptions(settings: Settings) -> list[str]:
+    """Every subscription path the dispatcher pulls: the intake, then one per routed class."""
+    ps = settings.pubsub
+    return [
+        ps.subscription_path(),
+        *(ps.class_subscription_path(c) for c in _routed_classes(settings)),
+    ]
+
+
+def _published_topics(settings: Settings) -> list[str]:
+    """Topic paths in config.yaml the service publishes to: dead letters, and the class topics
+    (routing and re-parking). The intake topic is not in config.yaml: see the IAM test."""
+    ps = settings.pubsub
+    return [
+        ps.dead_letter_topic_path(),
+        *(ps.class_topic_path(c) for c in _routed_classes(settings)),
+    ]
+
+
+def _grants(infra: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """(member, role, resource kind, resource name) of every IAMPolicyMember."""
+    return {
+        (
+            m["spec"]["member"],
+            m["spec"]["role"],
+            m["spec"]["resourceRef"]["kind"],
+            m["spec"]["resourceRef"].get("name") or m["spec"]["resourceRef"].get("external", ""),
+        )
+        for m in tools.find(infra, "IAMPolicyMember")
+    }
+
+
+def _dispatcher_member(app: list[dict[str, Any]]) -> str:
+    ksa = tools.one(app, "ServiceAccount", "burst-dispatcher")
+    return "serviceAccount:" + ksa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+
+
 # --- the dispatcher's own objects -------------------------------------------------------------
 
 
@@ -134,6 +202,7 @@ def test_config_is_valid_and_names_this_environment(
 ) -> None:
     assert settings.environment == env
     assert settings.pubsub.project == _project(env)
+    assert settings.pubsub.routing == ROUTING[env]
     namespaces = {o["metadata"].get("namespace") for o in app} - {None}
     assert namespaces == {settings.namespace}
     for size_class in settings.classes:
@@ -241,18 +310,51 @@ def test_semaphores_back_up_every_class(app: list[dict[str, Any]], settings: Set
         assert int(data[size_class.name]) >= size_class.max_live_workflows, size_class.name
 
 
-def test_autoscaling_watches_this_subscription(
+def test_autoscaling_watches_every_subscription_the_dispatcher_reads(
     app: list[dict[str, Any]], settings: Settings
 ) -> None:
+    # With class_topics the router drains the intake at once and the backlog waits in the
+    # class subscriptions: a trigger on the intake alone would hardly ever see a burst.
     scaled = tools.one(app, "ScaledObject", "burst-dispatcher")
     assert scaled["spec"]["scaleTargetRef"]["name"] == "burst-dispatcher"
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "gcp-pubsub"
-    assert trigger["metadata"]["subscriptionName"] == settings.pubsub.subscription_path()
+    triggers = scaled["spec"]["triggers"]
+    watched = [t["metadata"]["subscriptionName"] for t in triggers]
+    assert sorted(watched) == sorted(_read_subscriptions(settings))
+    names = [t["name"] for t in triggers]
+    assert len(set(names)) == len(names), f"trigger names must be unique: {names}"
+    intake = triggers[names.index("intake")]
+    assert intake["metadata"]["subscriptionName"] == settings.pubsub.subscription_path()
+    for trigger in triggers:
+        assert trigger["type"] == "gcp-pubsub"
+        assert trigger["metadata"]["mode"] == "SubscriptionSize"
+        assert trigger["metadata"]["value"] == intake["metadata"]["value"], trigger["name"]
+        tools.one(app, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
     replicas = _deployment(app)["spec"]["replicas"]
     assert scaled["spec"]["minReplicaCount"] <= replicas <= scaled["spec"]["maxReplicaCount"]
-    tools.one(app, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+
+
+def test_routing_change_rolls_the_deployment(app: list[dict[str, Any]], settings: Settings) -> None:
+    # pubsub.routing is read at start only; naming it in the pod template makes the apply that
+    # changes it roll the pods (k8s/components/class-topics). No annotation means direct.
+    template = _deployment(app)["spec"]["template"]["metadata"]
+    routing = template.get("annotations", {}).get(ROUTING_ANNOTATION, "direct")
+    assert routing == settings.pubsub.routing
+
+
+def test_example_config_names_the_same_pubsub_resources(env: str, settings: Settings) -> None:
+    example = load_settings(tools.REPO / "config" / f"{env}.yaml", environ={}).pubsub
+    fields = (
+        "project",
+        "subscription",
+        "dead_letter_topic",
+        "routing",
+        "class_topic",
+        "class_subscription",
+    )
+    assert {f: getattr(example, f) for f in fields} == {
+        f: getattr(settings.pubsub, f) for f in fields
+    }
 
 
 def test_no_placeholder_survives(app: list[dict[str, Any]], infra: list[dict[str, Any]]) -> None:
@@ -329,20 +431,93 @@ def test_cluster_profile_and_workload_identity(env: str, infra: list[dict[str, A
     assert namespace["metadata"]["annotations"]["cnrm.cloud.google.com/project-id"] == _project(env)
 
 
+def _check_dispatcher_subscription(
+    infra: list[dict[str, Any]], name: str, settings: Settings, env: str
+) -> dict[str, Any]:
+    """What every subscription the dispatcher pulls needs; returns its spec."""
+    topics = {t["metadata"]["name"] for t in tools.find(infra, "PubSubTopic")}
+    spec: dict[str, Any] = tools.one(infra, "PubSubSubscription", name)["spec"]
+    assert spec["topicRef"]["name"] in topics, name
+    dead_letter = _short(settings.pubsub.dead_letter_topic_path(), "topics", env)
+    assert dead_letter in topics
+    policy = spec["deadLetterPolicy"]
+    assert policy["deadLetterTopicRef"]["name"] == dead_letter, name
+    assert 5 <= policy["maxDeliveryAttempts"] <= 100, name
+    assert set(spec["retryPolicy"]) == {"minimumBackoff", "maximumBackoff"}, name
+    assert 10 <= spec["ackDeadlineSeconds"] <= 600, name
+    # A burst waits here behind the class caps; a day is the least it may have to wait.
+    assert _seconds(spec["messageRetentionDuration"]) >= DAY_SECONDS, name
+    assert spec["expirationPolicy"] == {"ttl": ""}, f"{name}: quiet weeks must not delete it"
+    return spec
+
+
 def test_pubsub_names_agree_with_config_and_template(
     env: str, app: list[dict[str, Any]], infra: list[dict[str, Any]], settings: Settings
 ) -> None:
     topics = {t["metadata"]["name"] for t in tools.find(infra, "PubSubTopic")}
-    subscription = tools.one(infra, "PubSubSubscription", settings.pubsub.subscription)["spec"]
-    assert settings.pubsub.dead_letter_topic in topics
-    policy = subscription["deadLetterPolicy"]
-    assert policy["deadLetterTopicRef"]["name"] == settings.pubsub.dead_letter_topic
-    assert 5 <= policy["maxDeliveryAttempts"] <= 100
-    assert subscription["topicRef"]["name"] in topics
-    assert subscription["expirationPolicy"] == {"ttl": ""}, "quiet weeks must not delete it"
+    intake = _short(settings.pubsub.subscription_path(), "subscriptions", env)
+    _check_dispatcher_subscription(infra, intake, settings, env)
     results = _param(_template(app), "results-topic")
     assert results.startswith(f"projects/{_project(env)}/topics/")
     assert results.rsplit("/", 1)[1] in topics
+
+
+def test_every_routed_class_has_its_topic_and_subscription(
+    env: str, infra: list[dict[str, Any]], settings: Settings
+) -> None:
+    # Direct routing has no routed classes: nothing to require (dev).
+    ps = settings.pubsub
+    for size_class in _routed_classes(settings):
+        topic = _short(ps.class_topic_path(size_class), "topics", env)
+        tools.one(infra, "PubSubTopic", topic)
+        name = _short(ps.class_subscription_path(size_class), "subscriptions", env)
+        spec = _check_dispatcher_subscription(infra, name, settings, env)
+        assert spec["topicRef"]["name"] == topic, f"{name} must read {topic}"
+        # Backpressure spends no attempts on a class subscription (undelivered backlog,
+        # re-parking): only real failures do, and a high threshold would only hide them.
+        assert spec["deadLetterPolicy"]["maxDeliveryAttempts"] <= 20, name
+
+
+def test_pubsub_iam_covers_what_the_dispatcher_reads_and_writes(
+    env: str, app: list[dict[str, Any]], infra: list[dict[str, Any]], settings: Settings
+) -> None:
+    grants = _grants(infra)
+    dispatcher = _dispatcher_member(app)
+    for path in _read_subscriptions(settings):
+        name = _short(path, "subscriptions", env)
+        assert (dispatcher, "roles/pubsub.subscriber", "PubSubSubscription", name) in grants, name
+    for path in _published_topics(settings):
+        name = _short(path, "topics", env)
+        assert (dispatcher, "roles/pubsub.publisher", "PubSubTopic", name) in grants, name
+    # Readiness calls get_subscription on the intake subscription (subscriber does not allow it).
+    intake = _short(settings.pubsub.subscription_path(), "subscriptions", env)
+    assert (dispatcher, "roles/pubsub.viewer", "PubSubSubscription", intake) in grants
+    # Direct routing re-parks onto the intake's topic; `dead-letter replay` publishes there too.
+    topic = tools.one(infra, "PubSubSubscription", intake)["spec"]["topicRef"]["name"]
+    assert (dispatcher, "roles/pubsub.publisher", "PubSubTopic", topic) in grants, topic
+
+
+def test_pubsub_agent_can_forward_every_dead_letter_policy(infra: list[dict[str, Any]]) -> None:
+    grants = _grants(infra)
+    agents = {member for member, *_ in grants if PUBSUB_AGENT.fullmatch(member)}
+    assert len(agents) == 1, f"one Pub/Sub service agent per project, got {sorted(agents)}"
+    (agent,) = agents
+    for subscription in tools.find(infra, "PubSubSubscription"):
+        policy = subscription["spec"].get("deadLetterPolicy")
+        if policy is None:
+            continue
+        name = subscription["metadata"]["name"]
+        topic = policy["deadLetterTopicRef"]["name"]
+        assert (agent, "roles/pubsub.publisher", "PubSubTopic", topic) in grants, topic
+        assert (agent, "roles/pubsub.subscriber", "PubSubSubscription", name) in grants, name
+
+
+def test_iam_grants_name_existing_resources(infra: list[dict[str, Any]]) -> None:
+    declared = {(o["kind"], o["metadata"]["name"]) for o in infra}
+    for member in tools.find(infra, "IAMPolicyMember"):
+        ref = member["spec"]["resourceRef"]
+        if "name" in ref:
+            assert (ref["kind"], ref["name"]) in declared, member["metadata"]["name"]
 
 
 def test_workload_identity_bindings_match_the_service_accounts(

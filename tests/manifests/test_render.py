@@ -53,6 +53,8 @@ def test_kustomization_roots_are_all_known() -> None:
         tools.K8S / "base",
         tools.K8S / "infra" / "base",
         tools.K8S / "components" / "environment",
+        tools.K8S / "components" / "class-topics",
+        tools.K8S / "infra" / "components" / "class-topics",
     }
     assert roots - libraries == set(tools.OVERLAYS.values())
 
