@@ -19,7 +19,6 @@ from dispatcher.adapters.sinks import WorkflowSink
 from dispatcher.core.clock import Clock
 from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Release, Repark
 from dispatcher.core.engine import Engine
-from dispatcher.core.order import Reason
 from dispatcher.core.render import render_workflow
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.logging import get_logger
@@ -255,6 +254,3 @@ class Runner:
     def _dead_letters_done(self) -> bool:
         with self._dl_lock:
             return self._pending_dead_letters == 0
-
-
-__all__ = ["Reason", "Runner"]

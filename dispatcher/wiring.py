@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dispatcher.adapters.cluster_view import Membership, WorkflowView
+from dispatcher.adapters.cluster_view import WorkflowView
 from dispatcher.adapters.kube import KubeWorkflowSink, api_client
+from dispatcher.adapters.membership import Membership
 from dispatcher.config import Settings
 
 
