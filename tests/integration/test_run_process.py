@@ -52,7 +52,7 @@ def test_run_with_sink_dir_then_sigterm(
                         "max_live_workflows": 100,
                     },
                 ],
-                "service": {"http_port": 0, "drain_seconds": 20},
+                "service": {"http_port": 0, "drain_seconds": 20, "reload_seconds": 0.2},
             }
         )
     )
@@ -85,6 +85,14 @@ def test_run_with_sink_dir_then_sigterm(
         while "burst_dispatcher_orders_received_total 25.0" not in get(port, "/metrics")[1]:
             assert time.monotonic() < deadline, get(port, "/metrics")[1]
             time.sleep(0.1)
+        # limits change live: rewrite the mounted file, the service logs what changed
+        changed = yaml.safe_load(config.read_text())
+        changed["classes"][0]["max_live_workflows"] = 7
+        changed["limits"] = {"workflows_per_second": 2.5}
+        config.write_text(yaml.safe_dump(changed))
+        reload = proc.wait_for("limits_reloaded", timeout=30)
+        assert reload["changes"]["classes.small.max_live_workflows"] == [100, 7]
+        assert reload["changes"]["limits.workflows_per_second"] == [5.0, 2.5]
         assert proc.terminate() == 0
     finally:
         proc.close()
