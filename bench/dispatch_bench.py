@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import re
-import selectors
 import subprocess
 import sys
 import tempfile
@@ -94,64 +93,15 @@ def fast_emulator() -> Iterator[Emulator]:
             f"the fast Pub/Sub emulator is not built (expected in {binaries.build_dir()}): "
             "run tests/pubsub/build.sh"
         )
+    from tests.pubsub.plugin import start_server
+
     with (
         tempfile.TemporaryDirectory(prefix="bench-pubsub-") as tmp,
-        (Path(tmp) / "fastsub.log").open("wb") as log,
+        start_server(path, Path(tmp)) as server,
     ):
-        proc = subprocess.Popen(
-            [str(path), "-addr", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-        try:
-            line = _first_line(proc, timeout_s=30.0)
-            if not line.startswith("listening "):
-                raise RuntimeError(f"unexpected first line from fastsub: {line!r}")
-            host = line.split()[1]
-            _wait_serving(host, timeout_s=30.0)
-            yield Emulator(host, proc.pid)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-            if proc.stdout is not None:
-                proc.stdout.close()
+        yield Emulator(server.host, server.pid)
 
 
-def _first_line(proc: subprocess.Popen[bytes], *, timeout_s: float) -> str:
-    stream = proc.stdout
-    if stream is None:
-        raise RuntimeError("no stdout pipe")
-    deadline = time.monotonic() + timeout_s
-    buf = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        while b"\n" not in buf:
-            if time.monotonic() > deadline:
-                raise TimeoutError("fastsub printed no 'listening' line")
-            if not sel.select(timeout=0.2):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"fastsub exited with code {proc.returncode}")
-                continue
-            chunk = os.read(stream.fileno(), 4096)
-            if not chunk:
-                raise RuntimeError("fastsub closed its stdout")
-            buf += chunk
-    return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
-
-
-def _wait_serving(host: str, *, timeout_s: float) -> None:
-    import grpc
-
-    with grpc.insecure_channel(host) as channel:
-        grpc.channel_ready_future(channel).result(timeout=timeout_s)
-
-
-# -- measuring ------------------------------------------------------------------------------
 def proc_cpu_seconds(pid: int | str = "self") -> float:
     """User + system CPU seconds of a process, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

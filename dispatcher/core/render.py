@@ -25,6 +25,18 @@ LABEL_REPLICA = "burst-dispatcher.io/replica"
 ANNOTATION_ORDER_IDS = "burst-dispatcher.io/order-ids"
 ANNOTATION_MESSAGE_IDS = "burst-dispatcher.io/message-ids"
 NAME_HASH_CHARS = 16
+# The arguments every Workflow carries; WorkflowTemplates must declare exactly these.
+WORKFLOW_PARAMETERS = (
+    "orders",
+    "size-class",
+    "node-pool",
+    "fallback-node-pool",
+    "spot",
+    "cpu",
+    "memory",
+    "environment",
+    "priority",
+)
 
 
 def workflow_name(prefix: str, size_class: str, order_ids: tuple[str, ...]) -> str:
@@ -86,7 +98,7 @@ def _parameters(orders: str, size_class: SizeClass, settings: Settings) -> list[
         "environment": settings.environment,
         "priority": str(size_class.priority),
     }
-    return [{"name": key, "value": value} for key, value in values.items()]
+    return [{"name": key, "value": values[key]} for key in WORKFLOW_PARAMETERS]
 
 
 def _compact(values: list[str]) -> str:

@@ -19,18 +19,9 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
+from dispatcher.core.render import WORKFLOW_PARAMETERS
+
 TEMPLATE = "bd-test-noop"
-PARAMETERS = (
-    "orders",
-    "size-class",
-    "node-pool",
-    "fallback-node-pool",
-    "spot",
-    "cpu",
-    "memory",
-    "environment",
-    "priority",
-)
 DONE = {"Succeeded", "Failed", "Error"}
 
 
@@ -41,7 +32,7 @@ def ensure_test_template(api: k8s.ApiClient, namespace: str) -> None:
         "metadata": {"name": TEMPLATE, "namespace": namespace},
         "spec": {
             "entrypoint": "main",
-            "arguments": {"parameters": [{"name": p, "value": ""} for p in PARAMETERS]},
+            "arguments": {"parameters": [{"name": p, "value": ""} for p in WORKFLOW_PARAMETERS]},
             "podGC": {"strategy": "OnPodCompletion"},
             "templates": [
                 {

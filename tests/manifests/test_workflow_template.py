@@ -16,21 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+from dispatcher.core.render import WORKFLOW_PARAMETERS
 from tests.manifests import tools
 
 TEMPLATE_FILE = tools.REPO / "workflow_templates" / "order-pipeline.yaml"
-# What the dispatcher puts into every Workflow's spec.arguments (docs/deploy.md, render.py).
-CONTRACT_PARAMETERS = {
-    "orders",
-    "size-class",
-    "node-pool",
-    "fallback-node-pool",
-    "spot",
-    "cpu",
-    "memory",
-    "environment",
-    "priority",
-}
+# What the dispatcher puts into every Workflow's spec.arguments (one list, in render.py).
+CONTRACT_PARAMETERS = set(WORKFLOW_PARAMETERS)
 POOL_LABEL = "cloud.google.com/gke-nodepool"
 
 

@@ -135,9 +135,15 @@ def _read_first_line(stream: IO[bytes], proc: subprocess.Popen[bytes], timeout_s
     return buf.split(b"\n", 1)[0].decode(errors="replace")
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    host: str
+    pid: int
+
+
 @contextlib.contextmanager
-def run_binary(path: Path, log_dir: Path) -> Iterator[str]:
-    """Run a Go test server on a free loopback port; yield its ``host:port``."""
+def start_server(path: Path, log_dir: Path) -> Iterator[RunningServer]:
+    """Run a Go test server on a free loopback port until the block ends."""
     log_path = log_dir / f"{path.name}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -155,7 +161,7 @@ def run_binary(path: Path, log_dir: Path) -> Iterator[str]:
                 raise RuntimeError(f"unexpected first line from {path.name}: {line!r}")
             host = match.group(1)
             wait_until_serving(host, STARTUP_TIMEOUT_S)
-            yield host
+            yield RunningServer(host, proc.pid)
         finally:
             proc.terminate()
             try:
@@ -165,6 +171,13 @@ def run_binary(path: Path, log_dir: Path) -> Iterator[str]:
                 proc.wait(timeout=10)
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+@contextlib.contextmanager
+def run_binary(path: Path, log_dir: Path) -> Iterator[str]:
+    """Run a Go test server on a free loopback port; yield its ``host:port``."""
+    with start_server(path, log_dir) as server:
+        yield server.host
 
 
 def _docker_works() -> bool:
