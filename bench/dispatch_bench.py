@@ -367,7 +367,7 @@ class Bench:
 
     # -- the cluster (kube sink only)
     def connect_kube(self) -> None:
-        from dispatcher.adapters.kube import api_client
+        from dispatcher.adapters.kubeclient import api_client
         from tests.cluster import cluster
         from tests.integration.cluster_support import TEMPLATE, ensure_test_template
 
@@ -468,24 +468,26 @@ def deadline_for(orders: int) -> float:
     return max(60.0, orders / 100)
 
 
-# -- the phases -----------------------------------------------------------------------------
-def phase_ceiling(bench: Bench, orders: int) -> PhaseResult:
-    """(a) pull + ack only: what the client and server can do on this machine."""
+def timed_subscription(
+    bench: Bench,
+    subscription: str,
+    callback: Callable[[Any], None],
+    *,
+    done: Callable[[], bool],
+    orders: int,
+    what: str,
+) -> tuple[float, Cpu, dict[str, float]]:
+    """Pull ``subscription`` through ``callback`` until ``done``; seconds, CPU, CPU per thread.
+
+    The subscription is deleted afterwards. Shared by the phases that are plain subscribers.
+    """
     from google.cloud import pubsub_v1
-
-    subscription = bench.backlog("ceiling", orders)
-    counter = itertools.count(1)
-    acked = [0]
-
-    def callback(message: Any) -> None:
-        message.ack()
-        acked[0] = next(counter)
 
     flow = pubsub_v1.types.FlowControl(max_messages=bench.flow_messages)
     meter = CpuMeter(bench.emulator.pid)
     future = bench.subscriber.subscribe(subscription, callback, flow_control=flow)
     try:
-        wait_for(lambda: acked[0] >= orders, timeout_s=deadline_for(orders), what="ceiling")
+        wait_for(done, timeout_s=deadline_for(orders), what=what)
         cpu = meter.read()
         seconds = time.perf_counter() - meter.started
         threads = meter.threads_per_order(orders)
@@ -494,6 +496,28 @@ def phase_ceiling(bench: Bench, orders: int) -> PhaseResult:
         with contextlib.suppress(Exception):
             future.result(timeout=30)
     bench.drop(subscription)
+    return seconds, cpu, threads
+
+
+# -- the phases -----------------------------------------------------------------------------
+def phase_ceiling(bench: Bench, orders: int) -> PhaseResult:
+    """(a) pull + ack only: what the client and server can do on this machine."""
+    subscription = bench.backlog("ceiling", orders)
+    counter = itertools.count(1)
+    acked = [0]
+
+    def callback(message: Any) -> None:
+        message.ack()
+        acked[0] = next(counter)
+
+    seconds, cpu, threads = timed_subscription(
+        bench,
+        subscription,
+        callback,
+        done=lambda: acked[0] >= orders,
+        orders=orders,
+        what="ceiling",
+    )
     return PhaseResult(
         "ceiling",
         orders,
@@ -507,8 +531,6 @@ def phase_ceiling(bench: Bench, orders: int) -> PhaseResult:
 
 def phase_naive(bench: Bench, orders: int) -> PhaseResult:
     """(b) one Workflow per message, created in the callback before the ack."""
-    from google.cloud import pubsub_v1
-
     subscription = bench.backlog("naive", orders)
     settings = bench.settings(subscription)
     classifier = Classifier(settings)
@@ -545,19 +567,9 @@ def phase_naive(bench: Bench, orders: int) -> PhaseResult:
         message.ack()
         acked[0] = next(counter)
 
-    flow = pubsub_v1.types.FlowControl(max_messages=bench.flow_messages)
-    meter = CpuMeter(bench.emulator.pid)
-    future = bench.subscriber.subscribe(subscription, callback, flow_control=flow)
-    try:
-        wait_for(lambda: acked[0] >= orders, timeout_s=deadline_for(orders), what="naive")
-        cpu = meter.read()
-        seconds = time.perf_counter() - meter.started
-        threads = meter.threads_per_order(orders)
-    finally:
-        future.cancel()
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)
-    bench.drop(subscription)
+    seconds, cpu, threads = timed_subscription(
+        bench, subscription, callback, done=lambda: acked[0] >= orders, orders=orders, what="naive"
+    )
     writes = sink.api_writes()
     return PhaseResult(
         "naive",

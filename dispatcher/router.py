@@ -15,10 +15,8 @@ from dispatcher.config import Settings
 from dispatcher.core.classify import Classifier
 from dispatcher.core.decisions import DeadLetter
 from dispatcher.core.order import Rejection, parse_order
-from dispatcher.logging import get_logger
 from dispatcher.metrics import Metrics
-
-log = get_logger()
+from dispatcher.runner import send_to_dead_letters
 
 
 class Router:
@@ -62,16 +60,7 @@ class Router:
         )
 
     def _reject(self, delivery: Delivery, rejection: Rejection, stage: str) -> None:
-        log.warning(
-            "order_dead_lettered",
-            order_id=rejection.order_id,
-            message_id=delivery.message_id,
-            reason=rejection.reason.value,
-            detail=rejection.detail,
-            stage=stage,
-        )
-        self._metrics.dead_lettered(rejection.reason)
         decision: DeadLetter[Delivery] = DeadLetter(
             delivery, rejection.reason, rejection.detail, stage, rejection.order_id
         )
-        self._dead_letters.publish(delivery, decision)
+        send_to_dead_letters(decision, dead_letters=self._dead_letters, metrics=self._metrics)

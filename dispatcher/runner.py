@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.adapters.pubsub import DeadLetterPublisher, Delivery, Republisher
+from dispatcher.adapters.pubsub import DeadLetterPublisher, Delivery, Republisher, Settled
 from dispatcher.adapters.sinks import WorkflowSink
 from dispatcher.core.clock import Clock
 from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Release, Repark
@@ -36,6 +36,26 @@ class _Outcome:
 _STOP = object()
 MAX_EVENTS_PER_TURN = 512
 GAUGE_SECONDS = 0.5
+
+
+def send_to_dead_letters(
+    decision: DeadLetter[Delivery],
+    *,
+    dead_letters: DeadLetterPublisher,
+    metrics: Metrics,
+    on_done: Settled | None = None,
+) -> None:
+    """Log, count and publish one dead letter (the original is acked once it is stored)."""
+    log.warning(
+        "order_dead_lettered",
+        order_id=decision.order_id,
+        message_id=decision.receipt.message_id,
+        reason=decision.reason.value,
+        detail=decision.detail,
+        stage=decision.stage,
+    )
+    metrics.dead_lettered(decision.reason)
+    dead_letters.publish(decision.receipt, decision, on_done=on_done)
 
 
 class Runner:
@@ -63,7 +83,7 @@ class Runner:
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
         self._draining = threading.Event()
         self._stopped = threading.Event()
-        self._pending_dead_letters = 0
+        self._pending_publishes = 0
         self._dl_lock = threading.Lock()
 
     # -- called from other threads -------------------------------------------------------
@@ -127,7 +147,7 @@ class Runner:
             if now >= next_gauges:  # gauges on a timer: per event they cost more than an order
                 self._metrics.observe_engine(engine)
                 next_gauges = now + GAUGE_SECONDS
-            if self._draining.is_set() and engine.in_flight() == 0 and self._dead_letters_done():
+            if self._draining.is_set() and engine.in_flight() == 0 and self._publishes_done():
                 self._metrics.observe_engine(engine)
                 self._stopped.set()
                 return
@@ -205,30 +225,14 @@ class Runner:
         self._pool.submit(create)
 
     def _dead_letter(self, decision: DeadLetter[Delivery]) -> None:
-        log.warning(
-            "order_dead_lettered",
-            order_id=decision.order_id,
-            message_id=decision.receipt.message_id,
-            reason=decision.reason.value,
-            detail=decision.detail,
-            stage=decision.stage,
+        send_to_dead_letters(
+            decision,
+            dead_letters=self._dead_letters,
+            metrics=self._metrics,
+            on_done=self._track_publish(
+                failure_event="dead_letter_publish_failed", message_id=decision.receipt.message_id
+            ),
         )
-        self._metrics.dead_lettered(decision.reason)
-        with self._dl_lock:
-            self._pending_dead_letters += 1
-
-        def done(ok: bool, error: BaseException | None) -> None:
-            with self._dl_lock:
-                self._pending_dead_letters -= 1
-            if not ok:
-                log.error(
-                    "dead_letter_publish_failed",
-                    message_id=decision.receipt.message_id,
-                    error=str(error),
-                )
-            self._inbox.put(lambda: [])  # wake the loop so draining can finish
-
-        self._dead_letters.publish(decision.receipt, decision, on_done=done)
 
     def _repark(self, decision: Repark[Delivery]) -> None:
         delivery = decision.receipt
@@ -236,21 +240,27 @@ class Runner:
             delivery.nack()
             return
         log.info("order_reparked", message_id=delivery.message_id, size_class=decision.size_class)
-        with self._dl_lock:
-            self._pending_dead_letters += 1
-
-        def done(ok: bool, error: BaseException | None) -> None:
-            with self._dl_lock:
-                self._pending_dead_letters -= 1
-            self._inbox.put(lambda: [])
-
         self._reparker.move(
             delivery,
             size_class=decision.size_class,
             extra={"reparked_from": str(delivery.message_id)},
-            on_done=done,
+            on_done=self._track_publish(),
         )
 
-    def _dead_letters_done(self) -> bool:
+    def _track_publish(self, *, failure_event: str | None = None, message_id: str = "") -> Settled:
+        """Count a publish as pending until it settles; draining waits for every one."""
         with self._dl_lock:
-            return self._pending_dead_letters == 0
+            self._pending_publishes += 1
+
+        def done(ok: bool, error: BaseException | None) -> None:
+            with self._dl_lock:
+                self._pending_publishes -= 1
+            if not ok and failure_event is not None:
+                log.error(failure_event, message_id=message_id, error=str(error))
+            self._inbox.put(lambda: [])  # wake the loop so draining can finish
+
+        return done
+
+    def _publishes_done(self) -> bool:
+        with self._dl_lock:
+            return self._pending_publishes == 0

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dispatcher.adapters.cluster_view import WorkflowView
-from dispatcher.adapters.kube import KubeWorkflowSink, api_client
+from dispatcher.adapters.kube import KubeWorkflowSink
+from dispatcher.adapters.kubeclient import api_client
 from dispatcher.adapters.membership import Membership
 from dispatcher.config import Settings
 

@@ -9,7 +9,6 @@ the API server's own message so the dead letter says what was wrong.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,9 +17,9 @@ from typing import Any
 import tenacity
 import urllib3
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from dispatcher.adapters.kubeclient import server_message
 from dispatcher.adapters.sinks import CreateResult
 from dispatcher.core.order import Reason
 from dispatcher.errors import PermanentError, TransientError
@@ -32,33 +31,8 @@ REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
 TEMPLATE_CACHE_SECONDS = 30.0
 
 
-def api_client(kubeconfig: str | None = None, *, pool_size: int = 16) -> k8s.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig file."""
-    configuration = k8s.Configuration()
-    if kubeconfig is None and _in_cluster():
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    else:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    configuration.connection_pool_maxsize = pool_size
-    configuration.retries = False  # our tenacity policy decides, not urllib3
-    return k8s.ApiClient(configuration)
-
-
-def _in_cluster() -> bool:
-    import os
-
-    return "KUBERNETES_SERVICE_HOST" in os.environ
-
-
 def status_message(exc: ApiException) -> str:
-    """The server's own ``Status.message`` when there is one."""
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        return f"HTTP {exc.status}: {exc.reason}"
-    if isinstance(body, dict) and body.get("message"):
-        return f"HTTP {exc.status}: {body['message']}"
-    return f"HTTP {exc.status}: {exc.reason}"
+    return f"HTTP {exc.status}: {server_message(exc)}"
 
 
 def retry_after(exc: ApiException) -> float | None:

@@ -29,25 +29,40 @@ class ApiRefused(DispatchError):
         self.status = status
 
 
-def api_client(kubeconfig: Path | None = None, *, context: str | None = None) -> Any:
-    """A client from ``kubeconfig`` (or $KUBECONFIG / ~/.kube/config), in-cluster otherwise."""
+def api_client(
+    kubeconfig: Path | str | None = None,
+    *,
+    context: str | None = None,
+    pool_size: int | None = None,
+) -> Any:
+    """A client from ``kubeconfig`` (or $KUBECONFIG / ~/.kube/config), in-cluster otherwise.
+
+    ``pool_size`` sizes the connection pool (the service creates Workflows from a thread pool);
+    urllib3's own retries are off so that the caller's retry policy alone decides.
+    """
+    configuration = client.Configuration()
     try:
         if kubeconfig is None and context is None and IN_CLUSTER_ENV in os.environ:
-            configuration = client.Configuration()
             config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration)
-        return config.new_client_from_config(
-            config_file=str(kubeconfig) if kubeconfig else None, context=context
-        )
+        else:
+            config.load_kube_config(
+                config_file=str(kubeconfig) if kubeconfig else None,
+                context=context,
+                client_configuration=configuration,
+            )
     except (config.ConfigException, OSError) as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise DispatchError(f"cannot load the Kubernetes configuration ({where}): {exc}") from exc
+    if pool_size is not None:
+        configuration.connection_pool_maxsize = pool_size
+        configuration.retries = False
+    return client.ApiClient(configuration)
 
 
 def translate(exc: ApiException, *, what: str) -> DispatchError:
     """An API error as DispatchError, with the ``Status`` message the server sent."""
     status = int(exc.status or 0)
-    detail = _server_message(exc)
+    detail = server_message(exc)
     if status in (429, 0) or status >= 500:
         return TransientError(f"{what}: the API server answered {status}: {detail}")
     hints = {
@@ -59,7 +74,8 @@ def translate(exc: ApiException, *, what: str) -> DispatchError:
     return ApiRefused(f"{what}: {hints.get(status, str(status))}: {detail}", status=status)
 
 
-def _server_message(exc: ApiException) -> str:
+def server_message(exc: ApiException) -> str:
+    """The ``Status.message`` the API server sent, else the HTTP reason."""
     try:
         body = json.loads(exc.body or "")
     except (TypeError, ValueError):

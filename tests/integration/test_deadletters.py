@@ -10,7 +10,6 @@ changes nothing.
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +24,7 @@ from dispatcher.cli import cli
 from dispatcher.config import default_config_text
 from dispatcher.core.decisions import DeadLetter
 from dispatcher.core.order import Reason
+from tests.pubsub.plugin import drain
 
 pytestmark = pytest.mark.pubsub
 
@@ -92,26 +92,6 @@ def dead_letters(pubsub_clients: Any, make_topic_subscription: Any) -> Any:
 
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, ["--log-format", "json", *args], catch_exceptions=False)
-
-
-def drain(clients: Any, subscription: str, *, expected: int, timeout: float = 60) -> dict[str, Any]:
-    """Pull and ack until ``expected`` distinct messages arrived, then once more for extras."""
-    got: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout
-    extra_check = False
-    while time.monotonic() < deadline:
-        response = clients.subscriber.pull(subscription=subscription, max_messages=100, timeout=5)
-        if response.received_messages:
-            clients.subscriber.acknowledge(
-                subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages]
-            )
-        for received in response.received_messages:
-            got[received.message.message_id] = received.message
-        if len(got) >= expected:
-            if extra_check and not response.received_messages:
-                break
-            extra_check = True
-    return got
 
 
 def test_inspect_shows_every_dead_letter_and_loses_none(

@@ -18,6 +18,7 @@ from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import load_settings
 from dispatcher.core.engine import LocalClusterState
 from dispatcher.service import Service
+from tests.pubsub.plugin import drain
 
 pytestmark = pytest.mark.pubsub
 
@@ -118,22 +119,12 @@ def test_thousand_orders_exactly_once(pubsub_clients: Any, make_topic_subscripti
 
         poll(lambda: set(submitted()) >= valid, 180, "every valid order in a Workflow")
 
-        dead: dict[bytes, dict[str, str]] = {}
-
-        def collect() -> bool:
-            response = pubsub_clients.subscriber.pull(
-                subscription=dlq.subscription, max_messages=500, timeout=5
-            )
-            if response.received_messages:
-                pubsub_clients.subscriber.acknowledge(
-                    subscription=dlq.subscription,
-                    ack_ids=[m.ack_id for m in response.received_messages],
-                )
-            for received in response.received_messages:
-                dead[received.message.data] = dict(received.message.attributes)
-            return len(dead) >= len(invalid)
-
-        poll(collect, 120, "every invalid message on the dead-letter topic")
+        dead = {
+            message.data: dict(message.attributes)
+            for message in drain(
+                pubsub_clients, dlq.subscription, expected=len(invalid), timeout=120
+            ).values()
+        }
     finally:
         assert service.stop(grace=30)
 

@@ -8,7 +8,6 @@ receive exactly one result per order with the right status.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from dispatcher.cli import cli
 from dispatcher.config import load_settings
 from dispatcher.core.classify import Classifier
 from dispatcher.core.order import Order, OrderInput
+from tests.pubsub.plugin import drain
 
 pytestmark = pytest.mark.pubsub
 
@@ -49,22 +49,7 @@ def run(*args: str) -> Result:
 
 
 def results(clients: Any, subscription: str, *, expected: int, timeout: float = 60) -> list[Any]:
-    got: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout
-    checked_extra = False
-    while time.monotonic() < deadline:
-        response = clients.subscriber.pull(subscription=subscription, max_messages=100, timeout=5)
-        if response.received_messages:
-            clients.subscriber.acknowledge(
-                subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages]
-            )
-        for received in response.received_messages:
-            got[received.message.message_id] = received.message
-        if len(got) >= expected:
-            if checked_extra and not response.received_messages:
-                break
-            checked_extra = True
-    return list(got.values())
+    return list(drain(clients, subscription, expected=expected, timeout=timeout).values())
 
 
 def by_order(messages: list[Any]) -> dict[str, tuple[dict[str, Any], dict[str, str]]]:

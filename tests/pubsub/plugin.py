@@ -329,3 +329,23 @@ def make_topic_subscription(pubsub_clients: PubSubClients) -> Iterator[MakeTopic
     for name in reversed(topics):
         with contextlib.suppress(exceptions.GoogleAPICallError):
             pub.delete_topic(request={"topic": name}, timeout=10)
+
+
+def drain(clients: Any, subscription: str, *, expected: int, timeout: float = 60) -> dict[str, Any]:
+    """Pull and ack until ``expected`` distinct messages arrived, then once more for extras."""
+    got: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    extra_check = False
+    while time.monotonic() < deadline:
+        response = clients.subscriber.pull(subscription=subscription, max_messages=100, timeout=5)
+        if response.received_messages:
+            clients.subscriber.acknowledge(
+                subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages]
+            )
+        for received in response.received_messages:
+            got[received.message.message_id] = received.message
+        if len(got) >= expected:
+            if extra_check and not response.received_messages:
+                break
+            extra_check = True
+    return got
