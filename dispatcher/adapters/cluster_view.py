@@ -89,7 +89,6 @@ class WorkflowView:
         self._synced = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="workflow-watch", daemon=True)
-        self.history: list[tuple[str, str, bool]] | None = None  # (event, name, live) if set
 
     # -- ClusterState ------------------------------------------------------------------
     def contains(self, order_id: str) -> bool:
@@ -205,8 +204,6 @@ class WorkflowView:
                     self._drop(name)
                 else:
                     self._put(name, entry_of(obj))
-                if self.history is not None:
-                    self.history.append((kind, name, kind != "DELETED" and entry_of(obj).live))
 
     def _put(self, name: str, entry: _Entry) -> None:
         old = self._entries.get(name)
