@@ -7,7 +7,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from dispatcher.core.batching import Batch
 from dispatcher.core.order import Reason
 
 PREFIX = "burst_dispatcher"
@@ -59,7 +58,8 @@ class Metrics:
         )
         self.submit_latency = Histogram(
             f"{PREFIX}_submit_latency_seconds",
-            "Duration of a Workflow create call.",
+            "Duration of one Workflow create on a worker: the template check, the POST and "
+            "its retries (not the time queued for a worker).",
             ["size_class"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -72,6 +72,29 @@ class Metrics:
             registry=r,
         )
 
+        self.create_failures = Counter(
+            f"{PREFIX}_create_failures",
+            "Workflow creates without success, by kind (unknown: retried under the same name; "
+            "permanent and unexpected: dead-lettered).",
+            ["kind"],
+            registry=r,
+        )
+        self.decision_errors = Counter(
+            f"{PREFIX}_decision_errors",
+            "Exceptions nobody planned for while handling an event or carrying out a decision.",
+            registry=r,
+        )
+        self.dead_letters_too_large = Counter(
+            f"{PREFIX}_dead_letters_too_large",
+            "Messages too large even for a compact dead letter, left to Pub/Sub's policy.",
+            registry=r,
+        )
+        self.ledger_failures = Counter(
+            f"{PREFIX}_ledger_failures",
+            "Dedupe-ledger writes that failed after their retries.",
+            registry=r,
+        )
+
     def received(self, count: int = 1, redelivered: int = 0) -> None:
         self.orders_received.inc(count)
         if redelivered:
@@ -80,18 +103,22 @@ class Metrics:
     def dead_lettered(self, reason: Reason) -> None:
         self.orders_dead_lettered.labels(reason.value).inc()
 
-    def submitted(self, batch: Batch[Any], result: str, latency: float) -> None:
-        size_class = batch.size_class
+    def created(self, size_class: str, orders: int, result: str, latency: float) -> None:
         self.workflows_created.labels(size_class, result).inc()
-        self.orders_submitted.labels(size_class).inc(len(batch.tickets))
+        self.orders_submitted.labels(size_class).inc(orders)
         self.submit_latency.labels(size_class).observe(latency)
-        now = time.time()
-        age = self.order_age.labels(size_class)
-        for ticket in batch.tickets:
-            published = getattr(ticket.receipts[0], "publish_time", None)
-            if published is not None and hasattr(published, "timestamp"):
-                age.observe(max(0.0, now - published.timestamp()))
+
+    def order_settled(self, size_class: str | None, receipt: Any) -> None:
+        """An order's deliveries were acked after its Workflow exists: its age, publish to ack."""
+        published = getattr(receipt, "publish_time", None)
+        if size_class is not None and published is not None and hasattr(published, "timestamp"):
+            age = max(0.0, time.time() - published.timestamp())
+            self.order_age.labels(size_class).observe(age)
 
     def observe_engine(self, engine: Any) -> None:
         for size_class, held in engine.held_orders().items():
             self.held_orders.labels(size_class).set(held)
+        live = getattr(engine, "live_by_class", None)
+        if live is not None:
+            for size_class, count in live().items():
+                self.live_workflows.labels(size_class).set(count)

@@ -5,62 +5,119 @@ class held back by its cap fills the window and small orders stop flowing. Routi
 order to its class's topic gives every class its own subscription and flow-control window:
 a saturated class pauses only its own stream, its backlog stays in Pub/Sub undelivered (no
 delivery attempts spent), and the other classes keep moving. Routing is stateless and runs on
-the client's callback threads: validate, classify, publish, then ack the original.
+the client's callback threads: the same intake as the engine, publish, then ack the original.
+Nothing raised here escapes to the client (which would nack and redeliver a poison forever):
+an unexpected failure dead-letters the message with reason ``internal_error``.
 """
 
 from __future__ import annotations
 
-from dispatcher.adapters.pubsub import DeadLetterPublisher, Delivery, Republisher
-from dispatcher.config import Settings
-from dispatcher.core.classify import Classifier
+from concurrent.futures import Future
+from typing import Any
+
+from dispatcher.adapters.pubsub import (
+    Delivery,
+    dead_letter_attributes,
+    fit_attributes,
+    is_too_large,
+    original_attributes,
+)
 from dispatcher.core.decisions import DeadLetter
-from dispatcher.core.order import Rejection, parse_order
+from dispatcher.core.intake import Intake, Refused
+from dispatcher.core.order import Reason
+from dispatcher.core.settings import Settings
+from dispatcher.logging import get_logger
 from dispatcher.metrics import Metrics
-from dispatcher.runner import send_to_dead_letters
+
+log = get_logger()
 
 
 class Router:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        republisher: Republisher,
-        dead_letters: DeadLetterPublisher,
-        metrics: Metrics,
-    ) -> None:
+    def __init__(self, settings: Settings, *, publisher: Any, metrics: Metrics) -> None:
         self._settings = settings
-        self._classifier = Classifier(settings)
-        self._republisher = republisher
-        self._dead_letters = dead_letters
+        self._intake = Intake(settings)
+        self._publisher = publisher
         self._metrics = metrics
 
     def on_message(self, delivery: Delivery) -> None:
-        """The intake callback: every delivery ends published (then acked) or nacked."""
+        """The intake callback: every delivery ends published (then acked) or left to Pub/Sub."""
         self._metrics.received()
-        attributes = delivery.attributes or {}
-        parsed = parse_order(
-            delivery.data, attributes, max_bytes=self._settings.orders.max_order_bytes
-        )
-        if isinstance(parsed, Rejection):
-            self._reject(delivery, parsed, "validate")
-            return
-        ticket = self._classifier.ticket(parsed, now=0.0, receipt=None)
-        if isinstance(ticket, Rejection):
-            self._reject(delivery, ticket, "classify")
+        try:
+            self._route(delivery)
+        except Exception as exc:
+            self._metrics.decision_errors.inc()
+            log.exception("route_failed", message_id=delivery.message_id)
+            detail = f"{type(exc).__name__}: {exc}"
+            self._dead_letter(DeadLetter((delivery,), Reason.INTERNAL_ERROR, detail, "route"))
+
+    def _route(self, delivery: Delivery) -> None:
+        ticket = self._intake(delivery.data, delivery.attributes or {}, receipt=None, now=0.0)
+        if isinstance(ticket, Refused):
+            rejection = ticket.rejection
+            self._dead_letter(
+                DeadLetter(
+                    (delivery,),
+                    rejection.reason,
+                    rejection.detail,
+                    ticket.stage,
+                    rejection.order_id,
+                )
+            )
             return
         publish_time = delivery.publish_time
-        self._republisher.move(
-            delivery,
-            size_class=ticket.size_class,
-            extra={
-                "order_id": parsed.order_id,
+        attributes = original_attributes(delivery)
+        attributes.update(
+            {
+                "order_id": ticket.order_id,
                 "routed_message_id": str(delivery.message_id),
                 "original_publish_time": publish_time.isoformat() if publish_time else "",
-            },
+                "size_class": ticket.size_class,
+            }
         )
+        topic = self._settings.pubsub.class_topic_path(ticket.size_class)
+        self._publish(delivery, topic, attributes)
 
-    def _reject(self, delivery: Delivery, rejection: Rejection, stage: str) -> None:
-        decision: DeadLetter[Delivery] = DeadLetter(
-            delivery, rejection.reason, rejection.detail, stage, rejection.order_id
+    def _dead_letter(self, decision: DeadLetter[Delivery]) -> None:
+        delivery = decision.receipt
+        self._metrics.dead_lettered(decision.reason)
+        log.warning(
+            "order_dead_lettered",
+            order_id=decision.order_id,
+            message_id=delivery.message_id,
+            reason=decision.reason.value,
+            detail=decision.detail,
+            stage=decision.stage,
         )
-        send_to_dead_letters(decision, dead_letters=self._dead_letters, metrics=self._metrics)
+        topic = self._settings.pubsub.dead_letter_topic_path()
+        attributes = fit_attributes(
+            topic, delivery.data, dead_letter_attributes(delivery, decision)
+        )
+        if attributes is None:
+            self._too_large(delivery)
+            return
+        self._publish(delivery, topic, attributes)
+
+    def _publish(self, delivery: Delivery, topic: str, attributes: dict[str, str]) -> None:
+        try:
+            future: Future[str] = self._publisher.publish(topic, delivery.data, **attributes)
+        except Exception as exc:
+            if is_too_large(exc):
+                self._too_large(delivery)
+                return
+            raise
+
+        def settle(done: Future[str]) -> None:
+            if done.exception() is None:
+                delivery.ack()
+            else:  # Pub/Sub is refusing publishes: redelivery is the only way forward
+                log.error(
+                    "publish_failed", message_id=delivery.message_id, error=str(done.exception())
+                )
+                delivery.nack()
+
+        future.add_done_callback(settle)
+
+    def _too_large(self, delivery: Delivery) -> None:
+        self._metrics.dead_letters_too_large.inc()
+        log.error("dead_letter_too_large", message_id=delivery.message_id)
+        delivery.nack()  # a poison message: Pub/Sub's own dead-letter policy stores it intact

@@ -1,8 +1,10 @@
-"""The runner: one thread owns the engine; Pub/Sub threads only enqueue; creates run in a pool.
+"""The loop: one thread owns the engine; every input reaches it as an event on one queue.
 
-Every input (a delivery, a create outcome, a timer) becomes an event on one queue, so the
-engine needs no locks. Decisions are carried out here: ack, release (nack), dead-letter
-(publish, then ack), create (in the pool, the outcome comes back as an event).
+Pub/Sub callbacks only enqueue (their cost is paid per message), create workers and publish
+callbacks enqueue their outcomes, a reload enqueues ``LimitsChanged``: so the engine needs no
+locks and sees every event in one order. Decisions go to the one executor. An exception while
+handling an event is logged, counted and turned into a dead letter or a retry; it never ends
+the loop, so one poison message cannot take the replica down.
 """
 
 from __future__ import annotations
@@ -11,51 +13,27 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.adapters.pubsub import DeadLetterPublisher, Delivery, Republisher, Settled
-from dispatcher.adapters.sinks import WorkflowSink
+from dispatcher.adapters.pubsub import Delivery
 from dispatcher.core.clock import Clock
-from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Release, Repark
+from dispatcher.core.decisions import DeadLetter, Decision
 from dispatcher.core.engine import Engine
-from dispatcher.core.render import render_workflow
-from dispatcher.errors import PermanentError, TransientError
+from dispatcher.core.limits import LimitsChanged
+from dispatcher.core.order import Reason
+from dispatcher.core.outcomes import Created, CreateFailed, PublishFailed
+from dispatcher.executor import Executor, Published
 from dispatcher.logging import get_logger
 from dispatcher.metrics import Metrics
 
 log = get_logger()
 
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    name: str
-    error: BaseException | None
-
-
 _STOP = object()
+_CLOSE = object()
 MAX_EVENTS_PER_TURN = 512
 GAUGE_SECONDS = 0.5
-
-
-def send_to_dead_letters(
-    decision: DeadLetter[Delivery],
-    *,
-    dead_letters: DeadLetterPublisher,
-    metrics: Metrics,
-    on_done: Settled | None = None,
-) -> None:
-    """Log, count and publish one dead letter (the original is acked once it is stored)."""
-    log.warning(
-        "order_dead_lettered",
-        order_id=decision.order_id,
-        message_id=decision.receipt.message_id,
-        reason=decision.reason.value,
-        detail=decision.detail,
-        stage=decision.stage,
-    )
-    metrics.dead_lettered(decision.reason)
-    dead_letters.publish(decision.receipt, decision, on_done=on_done)
+OUTCOMES = (Created, CreateFailed, PublishFailed)
+_NOT_DELIVERIES = (*OUTCOMES, Published, LimitsChanged)
 
 
 class Runner:
@@ -63,47 +41,46 @@ class Runner:
         self,
         engine: Engine[Delivery],
         *,
-        sink: WorkflowSink,
-        dead_letters: DeadLetterPublisher,
+        make_executor: Callable[..., Executor[Delivery]],
         clock: Clock,
         metrics: Metrics | None = None,
         create_workers: int = 8,
-        replica: str | None = None,
-        reparker: Republisher | None = None,
+        observe: Callable[[Engine[Delivery]], None] | None = None,
     ) -> None:
-        self._replica = replica
-        self._reparker = reparker
         self.engine = engine
-        self._sink = sink
-        self._dead_letters = dead_letters
         self._clock = clock
         self._metrics = metrics or Metrics()
+        self._observe = observe or self._metrics.observe_engine
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # The engine never has more than ``create_workers`` creates outstanding, so this
+        # pool's queue is bounded by construction.
         self._pool = ThreadPoolExecutor(create_workers, thread_name_prefix="create")
+        self.executor = make_executor(post=self._inbox.put, submit=self._pool.submit)
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
-        self._draining = threading.Event()
-        self._stopped = threading.Event()
-        self._pending_publishes = 0
-        self._dl_lock = threading.Lock()
+        self._draining = False
+        self._drained = threading.Event()
 
     # -- called from other threads -------------------------------------------------------
     def offer(self, delivery: Delivery) -> None:
         """The Pub/Sub callback: enqueue and return."""
         self._inbox.put(delivery)
 
-    def call_soon(self, fn: Callable[[], list[Decision[Delivery]]]) -> None:
-        """Run ``fn`` on the engine thread and carry out the decisions it returns."""
-        self._inbox.put(fn)
+    def limits_changed(self, event: LimitsChanged) -> None:
+        self._inbox.put(event)
 
     def start(self) -> None:
         self._thread.start()
 
     def drain(self, timeout: float) -> bool:
-        """Stop taking orders, flush or release what is held, wait for creates in flight."""
+        """Stop taking orders; wait until creates and publishes in flight have settled."""
         self._inbox.put(_STOP)
-        finished = self._stopped.wait(timeout)
-        self._pool.shutdown(wait=finished, cancel_futures=not finished)
-        return finished
+        return self._drained.wait(max(0.0, timeout))
+
+    def close(self, timeout: float) -> None:
+        """After the streams are closed: end the loop and the create pool."""
+        self._inbox.put(_CLOSE)
+        self._thread.join(max(0.0, timeout))
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -119,38 +96,42 @@ class Runner:
         while True:
             deadline = engine.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self._clock())
-            if self._draining.is_set():
+            if self._draining:
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
-            events = self._next_events(timeout)
             decisions: list[Decision[Delivery]] = []
             received = redelivered = 0
-            for event in events:
-                if event is _STOP:
-                    self._draining.set()
-                    decisions.extend(engine.drain())
-                elif isinstance(event, _Outcome):
-                    decisions.extend(self._settle(event))
-                elif callable(event):
-                    decisions.extend(event())
-                else:
-                    delivery: Any = event
+            for event in self._next_events(timeout):
+                if event is _CLOSE:
+                    return
+                if (
+                    not isinstance(event, OUTCOMES | Published | LimitsChanged)
+                    and event is not _STOP
+                ):
                     received += 1
-                    attempt = delivery.delivery_attempt
-                    if attempt is not None and attempt > 1:
-                        redelivered += 1
-                    decisions.extend(engine.receive(delivery, delivery.data, delivery.attributes))
+                    attempt = getattr(event, "delivery_attempt", None)
+                    redelivered += attempt is not None and attempt > 1
+                decisions.extend(self._handle(event))
             if received:
                 self._metrics.received(received, redelivered)
-            decisions.extend(engine.tick())
-            self._carry_out(decisions)
+            decisions.extend(guarded(self._metrics, "tick", engine.tick))
+            self.executor.carry_out(decisions)
             now = self._clock()
             if now >= next_gauges:  # gauges on a timer: per event they cost more than an order
-                self._metrics.observe_engine(engine)
+                self._observe(engine)
                 next_gauges = now + GAUGE_SECONDS
-            if self._draining.is_set() and engine.in_flight() == 0 and self._publishes_done():
-                self._metrics.observe_engine(engine)
-                self._stopped.set()
-                return
+            if (
+                self._draining
+                and engine.settled_everything()
+                and self.executor.pending_publishes == 0
+            ):
+                self._drained.set()
+
+    def _handle(self, event: object) -> list[Decision[Delivery]]:
+        if event is _STOP:
+            self._draining = True
+            log.info("dispatcher_draining", held=sum(self.engine.held_orders().values()))
+            return guarded(self._metrics, "drain", self.engine.drain)
+        return handle(self.engine, self.executor, event, self._metrics)
 
     def _next_events(self, timeout: float | None) -> list[object]:
         """Wait for one event, then take whatever else is already queued (up to a bound)."""
@@ -166,101 +147,36 @@ class Runner:
             pass
         return events
 
-    def _settle(self, outcome: _Outcome) -> list[Decision[Delivery]]:
-        error = outcome.error
-        if error is None:
-            return self.engine.created(outcome.name)
-        if isinstance(error, PermanentError):
-            log.error(
-                "workflow_rejected",
-                workflow=outcome.name,
-                reason=error.reason.value,
-                detail=str(error),
-            )
-            return self.engine.rejected(outcome.name, error.reason, str(error))
-        level = "warning" if isinstance(error, TransientError) else "error"
-        getattr(log, level)("workflow_create_failed", workflow=outcome.name, error=str(error))
-        return self.engine.failed_transiently(outcome.name)
 
-    def _carry_out(self, decisions: list[Decision[Delivery]]) -> None:
-        for decision in decisions:
-            if isinstance(decision, Ack):
-                decision.receipt.ack()
-            elif isinstance(decision, Create):
-                self._submit(decision)
-            elif isinstance(decision, Release):
-                decision.receipt.nack()
-            elif isinstance(decision, DeadLetter):
-                self._dead_letter(decision)
-            elif isinstance(decision, Repark):
-                self._repark(decision)
+def handle(
+    engine: Engine[Any], executor: Executor[Any], event: object, metrics: Metrics
+) -> list[Decision[Any]]:
+    """One event into the engine; the decisions it returns (never an exception)."""
+    if isinstance(event, Published):
+        outcome = executor.published(event)
+        return [] if outcome is None else guarded(metrics, "outcome", engine.outcome, outcome)
+    if isinstance(event, OUTCOMES):
+        return guarded(metrics, "outcome", engine.outcome, event)
+    if isinstance(event, LimitsChanged):
+        log.info("limits_applied")
+        return guarded(metrics, "limits", engine.limits_changed, event)
+    delivery: Any = event
+    try:
+        return engine.receive(delivery, delivery.data, delivery.attributes)
+    except Exception as exc:
+        metrics.decision_errors.inc()
+        log.exception("receive_failed", message_id=delivery.message_id)
+        detail = f"{type(exc).__name__}: {exc}"
+        return [DeadLetter((delivery,), Reason.INTERNAL_ERROR, detail, "receive")]
 
-    def _submit(self, decision: Create[Delivery]) -> None:
-        batch = decision.batch
-        body = render_workflow(
-            batch,
-            settings=self.engine.settings,
-            message_ids=[str(r.message_id) for r in batch.receipts()],
-            replica=self._replica,
-        )
-        started = self._clock()
 
-        def create() -> None:
-            error: BaseException | None = None
-            try:
-                result = self._sink.create(body)
-            except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
-                error = exc
-            else:
-                self._metrics.submitted(batch, result.value, self._clock() - started)
-                log.info(
-                    "workflow_created",
-                    workflow=decision.name,
-                    size_class=batch.size_class,
-                    orders=len(batch.tickets),
-                    result=result.value,
-                )
-            self._inbox.put(_Outcome(decision.name, error))
-
-        self._pool.submit(create)
-
-    def _dead_letter(self, decision: DeadLetter[Delivery]) -> None:
-        send_to_dead_letters(
-            decision,
-            dead_letters=self._dead_letters,
-            metrics=self._metrics,
-            on_done=self._track_publish(
-                failure_event="dead_letter_publish_failed", message_id=decision.receipt.message_id
-            ),
-        )
-
-    def _repark(self, decision: Repark[Delivery]) -> None:
-        delivery = decision.receipt
-        if self._reparker is None:
-            delivery.nack()
-            return
-        log.info("order_reparked", message_id=delivery.message_id, size_class=decision.size_class)
-        self._reparker.move(
-            delivery,
-            size_class=decision.size_class,
-            extra={"reparked_from": str(delivery.message_id)},
-            on_done=self._track_publish(),
-        )
-
-    def _track_publish(self, *, failure_event: str | None = None, message_id: str = "") -> Settled:
-        """Count a publish as pending until it settles; draining waits for every one."""
-        with self._dl_lock:
-            self._pending_publishes += 1
-
-        def done(ok: bool, error: BaseException | None) -> None:
-            with self._dl_lock:
-                self._pending_publishes -= 1
-            if not ok and failure_event is not None:
-                log.error(failure_event, message_id=message_id, error=str(error))
-            self._inbox.put(lambda: [])  # wake the loop so draining can finish
-
-        return done
-
-    def _publishes_done(self) -> bool:
-        with self._dl_lock:
-            return self._pending_publishes == 0
+def guarded(
+    metrics: Metrics, what: str, fn: Callable[..., list[Decision[Any]]], *args: Any
+) -> list[Decision[Any]]:
+    """Run an engine step; a bug in it is logged and counted, and the loop goes on."""
+    try:
+        return fn(*args)
+    except Exception:
+        metrics.decision_errors.inc()
+        log.exception("engine_failed", stage=what)
+        return []

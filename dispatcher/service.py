@@ -1,24 +1,29 @@
-"""``dispatcher run`` assembled: Pub/Sub intake, engine runner, sink, ops endpoint, reloads.
+"""``dispatcher run`` assembled: Pub/Sub intake, the loop and its executor, reloads, shutdown.
 
-Shutdown order matters: the engine drains while the stream is still open, because the
-client can only deliver acks and nacks while its stream lives; only then is the stream closed
-(the client nacks whatever it had not yet handed over).
+Shutdown runs against one deadline (``service.drain_seconds``, shorter than the pod's
+``terminationGracePeriodSeconds``). The engine drains while the streams are still open,
+because the client can deliver acks only while its stream lives: held orders are re-parked
+(a fresh copy published, then the delivery acked: no nack, no attempt spent), creates in
+flight finish, publishes settle. Then the streams are closed.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.cloud import pubsub_v1
-
-from dispatcher.adapters.pubsub import DeadLetterPublisher, Delivery, Republisher, subscribe
+from dispatcher.adapters.pubsub import Delivery, subscribe
 from dispatcher.adapters.sinks import WorkflowSink
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.core.clock import Clock, monotonic
-from dispatcher.core.engine import ClusterState, Engine
+from dispatcher.core.engine import Engine, EngineConfig
+from dispatcher.core.limits import LIVE_FIELDS, LimitsChanged, compare, limits_of
+from dispatcher.core.ports import ClusterState, Members, OrderLedger
+from dispatcher.executor import Executor
 from dispatcher.logging import get_logger
 from dispatcher.metrics import Metrics
 from dispatcher.router import Router
@@ -30,39 +35,55 @@ log = get_logger()
 @dataclass
 class Service:
     settings: Settings
-    subscriber: pubsub_v1.SubscriberClient
-    publisher: pubsub_v1.PublisherClient
+    subscriber: Any
+    publisher: Any
     sink: WorkflowSink
     cluster: ClusterState
+    members: Members
+    ledger: OrderLedger
     clock: Clock = monotonic
     metrics: Metrics = field(default_factory=Metrics)
     config_path: Path | None = None
-    replica: str | None = None
+    replica: str = ""
     _runner: Runner | None = None
     _streams: list[Any] = field(default_factory=list)
     _reloader: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
-    _topic: str | None = None
 
     def start(self) -> None:
-        engine: Engine[Delivery] = Engine(self.settings, cluster=self.cluster, clock=self.clock)
-        dead_letters = DeadLetterPublisher(
-            self.publisher, self.settings.pubsub.dead_letter_topic_path()
-        )
         ps = self.settings.pubsub
-        republisher = Republisher(
-            self.publisher,
-            ps.class_topic_path if ps.routing == "class_topics" else self._intake_topic,
+        repark_topic = self._repark_topic()  # resolved here: never a blocking call in the loop
+        engine: Engine[Delivery] = Engine(
+            self.settings,
+            cluster=self.cluster,
+            members=self.members,
+            clock=self.clock,
+            config=EngineConfig(
+                identity=self.replica, max_in_flight=self.settings.service.create_workers
+            ),
+            message_id=lambda delivery: str(delivery.message_id),
         )
+
+        def make_executor(
+            *, post: Callable[[object], None], submit: Callable[..., Any]
+        ) -> Executor[Delivery]:
+            return Executor(
+                sink=self.sink,
+                publisher=self.publisher,
+                ledger=self.ledger,
+                dead_letter_topic=ps.dead_letter_topic_path(),
+                repark_topic=repark_topic,
+                post=post,
+                submit=submit,
+                metrics=self.metrics,
+            )
+
         self._runner = Runner(
             engine,
-            sink=self.sink,
-            dead_letters=dead_letters,
+            make_executor=make_executor,
             clock=self.clock,
             metrics=self.metrics,
             create_workers=self.settings.service.create_workers,
-            replica=self.replica,
-            reparker=republisher,
         )
         self._runner.start()
         if ps.routing == "class_topics":
@@ -78,8 +99,7 @@ class Service:
                 )
             router = Router(
                 self.settings,
-                republisher=republisher,
-                dead_letters=dead_letters,
+                publisher=self.publisher,
                 metrics=self.metrics,
             )
             self._streams.append(subscribe(self.subscriber, ps, router.on_message))
@@ -90,7 +110,7 @@ class Service:
             self._reloader.start()
         log.info(
             "dispatcher_started",
-            subscription=self.settings.pubsub.subscription_path(),
+            subscription=ps.subscription_path(),
             environment=self.settings.environment,
         )
 
@@ -109,46 +129,48 @@ class Service:
         return True, "ok"
 
     def stop(self, grace: float | None = None) -> bool:
-        """Drain within ``grace`` seconds; True when everything in flight was settled."""
+        """Drain within one deadline; True when everything in flight was settled in time."""
         self._stop.set()
-        grace = self.settings.service.drain_seconds if grace is None else grace
-        drained = self.runner.drain(grace)
+        deadline = time.monotonic() + (
+            self.settings.service.drain_seconds if grace is None else grace
+        )
+        drained = self.runner.drain(deadline - time.monotonic())
         for stream in self._streams:  # class streams first, the router's (if any) last
             stream.cancel()
+        for stream in self._streams:
             try:
-                stream.result(timeout=grace)
+                stream.result(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - shutting down either way
                 log.warning("stream_close_failed", error=str(exc))
+        self.runner.close(max(0.0, deadline - time.monotonic()))
         log.info("dispatcher_stopped", drained=drained)
         return drained
 
-    def _intake_topic(self, _size_class: str) -> str:
-        """Direct mode re-parks onto the intake subscription's own topic."""
-        if self._topic is None:
-            found = self.subscriber.get_subscription(
-                subscription=self.settings.pubsub.subscription_path()
+    def _repark_topic(self) -> Callable[[str], str]:
+        ps = self.settings.pubsub
+        if ps.routing == "class_topics":
+            return ps.class_topic_path
+        found = self.subscriber.get_subscription(subscription=ps.subscription_path())
+        topic = str(found.topic)
+        return lambda _size_class: topic
+
+    def apply(self, settings: Settings) -> bool:
+        """A changed file: take its live limits, or refuse it whole (never half-applied)."""
+        reload = compare(self.settings, settings)
+        if not reload.accepted:
+            log.error(
+                "limits_reload_refused",
+                fields=list(reload.refused),
+                live_fields=list(LIVE_FIELDS),
+                error="only the live fields may change without a restart; kept the old values",
             )
-            self._topic = str(found.topic)
-        return self._topic
-
-    def apply(self, settings: Settings) -> None:
-        """Take new limits without a restart; log what changed."""
-        old = self.settings
-        if [c.name for c in old.classes] != [c.name for c in settings.classes]:
-            log.error("limits_reload_rejected", error="the set of size classes changed; restart")
-            return
-        changes = _limit_changes(old, settings)
-        if not changes:
-            return
+            return False
+        if not reload.changes:
+            return True
         self.settings = settings
-        engine = self.runner.engine
-
-        def swap() -> list[Any]:
-            engine.apply_limits(settings)
-            return []
-
-        self.runner.call_soon(swap)
-        log.info("limits_reloaded", changes=changes)
+        self.runner.limits_changed(LimitsChanged(limits_of(settings)))
+        log.info("limits_reloaded", changes={k: list(v) for k, v in reload.changes.items()})
+        return True
 
     def _watch_config(self) -> None:
         path = self.config_path
@@ -163,7 +185,7 @@ class Service:
             try:
                 self.apply(load_settings(path))
             except ConfigError as exc:
-                log.error("limits_reload_rejected", error=str(exc))
+                log.error("limits_reload_refused", error=str(exc))
 
 
 def _mtime(path: Path) -> float | None:
@@ -172,23 +194,3 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime
     except OSError:
         return None
-
-
-def _limit_changes(old: Settings, new: Settings) -> dict[str, list[Any]]:
-    changes: dict[str, list[Any]] = {}
-    for key, value in new.limits.model_dump().items():
-        before = getattr(old.limits, key)
-        if before != value:
-            changes[f"limits.{key}"] = [before, value]
-    old_classes = {c.name: c for c in old.classes}
-    for size_class in new.classes:
-        previous = old_classes.get(size_class.name)
-        if previous is None:
-            continue
-        for key in ("max_live_workflows",):
-            if getattr(previous, key) != getattr(size_class, key):
-                changes[f"classes.{size_class.name}.{key}"] = [
-                    getattr(previous, key),
-                    getattr(size_class, key),
-                ]
-    return changes

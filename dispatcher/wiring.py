@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from dispatcher.adapters.cluster_view import WorkflowView
 from dispatcher.adapters.kube import KubeWorkflowSink
 from dispatcher.adapters.kubeclient import api_client
+from dispatcher.adapters.ledger_memory import MemoryLedger
 from dispatcher.adapters.membership import Membership
 from dispatcher.config import Settings
+from dispatcher.core.ports import OrderLedger
 
 
 @dataclass
@@ -21,6 +23,7 @@ class ClusterBackend:
     sink: KubeWorkflowSink
     view: WorkflowView
     membership: Membership
+    ledger: OrderLedger
     identity: str
     checks: list[Callable[[], tuple[bool, str]]] = field(default_factory=list)
 
@@ -34,15 +37,16 @@ def connect_cluster(settings: Settings, *, kubeconfig: str | None, identity: str
     api = api_client(kubeconfig, pool_size=settings.service.create_workers + 4)
     membership = Membership(api, namespace=settings.namespace, identity=identity)
     membership.start()
+    ledger = MemoryLedger()
     view = WorkflowView(
         api,
         namespace=settings.namespace,
         environment=settings.environment,
         identity=identity,
-        membership=membership,
+        ledger=ledger,
     )
     view.start()
     sink = KubeWorkflowSink(api, namespace=settings.namespace)
-    backend = ClusterBackend(sink, view, membership, identity)
+    backend = ClusterBackend(sink, view, membership, ledger, identity)
     backend.checks = [sink.ping, lambda: (view.synced(), "workflow watch synced")]
     return backend

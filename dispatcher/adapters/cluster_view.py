@@ -4,14 +4,19 @@ The engine asks, for every delivery, whether the order is already inside a Workf
 every admission how many Workflows of a class are live. Both answers come from memory kept
 current by one watch (label selector: managed-by + environment), never from an API call in
 the hot path. A 410 Gone (expired resourceVersion) relists. Orders of Workflows that Argo's
-TTL has deleted are remembered for a while, so a very late redelivery is still recognised.
+TTL has deleted are found in the dedupe ledger (``adapters/ledger.py``), which is durable:
+process memory would be empty after every restart or rollout.
+
+Live Workflows are counted by class *and* by the replica label that made them, so a replica
+can count every live Workflow of a class against the cap, its own against its share, and
+those of replicas that are gone (a rollout) as orphans shared out among the members.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +25,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from dispatcher.adapters.kube import GROUP, REQUEST_TIMEOUT, VERSION
+from dispatcher.core.ports import OrderLedger
 from dispatcher.core.render import (
     ANNOTATION_ORDER_IDS,
     LABEL_CLASS,
@@ -33,7 +39,6 @@ from dispatcher.logging import get_logger
 log = get_logger()
 
 LIVE_PHASES = frozenset({"", "Pending", "Running"})
-FORGOTTEN_ORDERS_KEPT = 200_000
 WATCH_SECONDS = 240
 
 
@@ -72,19 +77,17 @@ class WorkflowView:
         namespace: str,
         environment: str,
         identity: str = "",
-        membership: Any = None,
+        ledger: OrderLedger | None = None,
     ) -> None:
         self._objects_api = k8s.CustomObjectsApi(api)
         self._namespace = namespace
         self._selector = selector(environment)
         self._identity = identity
-        self._membership = membership
+        self._ledger = ledger
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._orders: dict[str, str] = {}
-        self._forgotten: OrderedDict[str, None] = OrderedDict()
-        self._live: Counter[str] = Counter()
-        self._own_live: Counter[str] = Counter()
+        self._live: dict[str, Counter[str]] = {}
         self._resource_version = ""
         self._synced = threading.Event()
         self._stop = threading.Event()
@@ -92,22 +95,21 @@ class WorkflowView:
 
     # -- ClusterState ------------------------------------------------------------------
     def contains(self, order_id: str) -> bool:
-        return order_id in self._orders or order_id in self._forgotten
+        if order_id in self._orders:
+            return True
+        return self._ledger is not None and self._ledger.contains(order_id)
 
-    def live_in_class(self, size_class: str) -> int:
-        return self._live[size_class]
-
-    def own_live_in_class(self, size_class: str) -> int:
-        return self._own_live[size_class]
+    def live_by_replica(self, size_class: str) -> dict[str, int]:
+        with self._lock:  # a copy: the watch thread changes the counts while the engine reads
+            return dict(self._live.get(size_class) or {})
 
     def objects_total(self) -> int:
         return len(self._entries)
 
-    def replicas(self) -> int:
-        return self._membership.count() if self._membership is not None else 1
-
-    def rank(self) -> int:
-        return self._membership.rank() if self._membership is not None else 0
+    def order_ids(self) -> list[str]:
+        """Every order id in a Workflow that exists now (for the ledger's start-up check)."""
+        with self._lock:
+            return list(self._orders)
 
     def record_created(self, name: str, size_class: str, order_ids: tuple[str, ...]) -> None:
         with self._lock:
@@ -213,7 +215,6 @@ class WorkflowView:
         self._count(entry, +1)
         for order_id in entry.order_ids:
             self._orders[order_id] = name
-            self._forgotten.pop(order_id, None)
 
     def _drop(self, name: str) -> None:
         old = self._entries.pop(name, None)
@@ -223,12 +224,10 @@ class WorkflowView:
         for order_id in old.order_ids:
             if self._orders.get(order_id) == name:
                 del self._orders[order_id]
-                self._forgotten[order_id] = None
-        while len(self._forgotten) > FORGOTTEN_ORDERS_KEPT:
-            self._forgotten.popitem(last=False)
 
     def _count(self, entry: _Entry, delta: int) -> None:
         if entry.live:
-            self._live[entry.size_class] += delta
-            if entry.replica == self._identity:
-                self._own_live[entry.size_class] += delta
+            counts = self._live.setdefault(entry.size_class, Counter())
+            counts[entry.replica] += delta
+            if counts[entry.replica] <= 0:
+                del counts[entry.replica]

@@ -38,15 +38,18 @@ class Membership:
         self.identity = identity
         self._lease_seconds = lease_seconds
         self._members: list[str] = [identity]
+        self._renewals = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="membership", daemon=True)
 
-    def count(self) -> int:
-        return max(1, len(self._members))
+    def members(self) -> list[str]:
+        return self._members
 
-    def rank(self) -> int:
-        members = self._members
-        return members.index(self.identity) if self.identity in members else 0
+    def settled(self) -> bool:
+        """True from the first renewal after joining: by then every peer has renewed (they
+        renew as often) and seen this replica, so no peer still uses a share that counted
+        one replica fewer. Until then this replica admits nothing."""
+        return self._renewals >= 2
 
     def start(self, timeout: float = 60.0) -> None:
         """Join (retrying through API hiccups), then renew in the background.
@@ -115,6 +118,7 @@ class Membership:
             if age <= (spec.lease_duration_seconds or self._lease_seconds):
                 alive.append(spec.holder_identity)
         self._members = sorted(set(alive) | {self.identity})
+        self._renewals += 1
 
 
 def _worth_retrying(error: BaseException) -> bool:

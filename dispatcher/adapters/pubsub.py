@@ -15,12 +15,17 @@ from typing import Any, Protocol
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 
 from dispatcher import __version__
 from dispatcher.config import PubSubSettings
 from dispatcher.core.decisions import DeadLetter
 
 MAX_ATTRIBUTE_BYTES = 1024
+#: Pub/Sub refuses a publish request larger than this (the client checks before sending).
+MAX_PUBLISH_REQUEST_BYTES = 10 * 1000 * 1000
+#: What a dead letter keeps when the full set of attributes would not fit.
+COMPACT_KEYS = ("dlq_reason", "dlq_stage", "original_message_id", "order_id")
 
 
 class Delivery(Protocol):
@@ -86,6 +91,32 @@ def dead_letter_attributes(delivery: Delivery, decision: DeadLetter[Any]) -> dic
     if decision.order_id is not None and "order_id" not in attributes:
         attributes["order_id"] = truncate_utf8(decision.order_id)
     return attributes
+
+
+def is_too_large(error: BaseException) -> bool:
+    """The client refused a message for its size (raised before anything was sent)."""
+    return isinstance(error, MessageTooLargeError)
+
+
+def request_bytes(topic: str, data: bytes, attributes: dict[str, str]) -> int:
+    """The size of the publish request Pub/Sub would receive for this one message."""
+    message = pubsub_v1.types.PubsubMessage(data=data, attributes=attributes)
+    return int(pubsub_v1.types.PublishRequest(topic=topic, messages=[message])._pb.ByteSize())
+
+
+def fit_attributes(topic: str, data: bytes, attributes: dict[str, str]) -> dict[str, str] | None:
+    """``attributes`` if the message fits Pub/Sub's limit, else a compact set, else None.
+
+    The data is never cut: a dead letter is the original order. The compact set keeps the
+    reason, stage and ids (the detail is in the log line); None means not even that fits.
+    """
+    if request_bytes(topic, data, attributes) <= MAX_PUBLISH_REQUEST_BYTES:
+        return attributes
+    compact = {k: attributes[k] for k in COMPACT_KEYS if k in attributes}
+    compact["dlq_detail"] = "too large for the full dead-letter attributes; see the logs"
+    if request_bytes(topic, data, compact) <= MAX_PUBLISH_REQUEST_BYTES:
+        return compact
+    return None
 
 
 Settled = Callable[[bool, BaseException | None], None]

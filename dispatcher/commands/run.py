@@ -66,14 +66,17 @@ def run_command(
     Acks an order only once its Workflow exists (or Argo already has it), dead-letters what it
     cannot process with a reason, and holds the rest while limits say so. The mounted
     configuration file is re-read every `service.reload_seconds`; new limits apply live.
-    SIGTERM drains: partial batches are sent or released, creates in flight finish.
+    SIGTERM drains within `service.drain_seconds`: partial batches are sent or re-parked (a
+    fresh copy published, the delivery acked: no attempt spent), creates in flight finish.
     """
     from google.cloud import pubsub_v1
 
+    from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
     from dispatcher.adapters.http import OpsServer
+    from dispatcher.adapters.ledger_memory import MemoryLedger
     from dispatcher.adapters.pubsub import ensure_subscription, ensure_topic
     from dispatcher.adapters.sinks import DirectorySink, WorkflowSink
-    from dispatcher.core.engine import ClusterState, LocalClusterState
+    from dispatcher.core.ports import ClusterState, Members, OrderLedger
     from dispatcher.service import Service
 
     settings = settings_or_exit(config_path)
@@ -98,15 +101,19 @@ def run_command(
 
     sink: WorkflowSink
     cluster: ClusterState
+    members: Members
+    ledger: OrderLedger
     checks: list[Any] = []
     closers: list[Any] = []
     if sink_dir is not None:
-        sink, cluster, replica = DirectorySink(sink_dir), LocalClusterState(), None
+        sink, cluster, replica = DirectorySink(sink_dir), LocalClusterState(), ""
+        members, ledger = StaticMembers(), MemoryLedger()
     else:
         from dispatcher.wiring import connect_cluster
 
         backend = connect_cluster(settings, kubeconfig=kubeconfig, identity=me)
         sink, cluster, replica = backend.sink, backend.view, me
+        members, ledger = backend.membership, backend.ledger
         checks.extend(backend.checks)
         closers.append(backend.close)
 
@@ -116,6 +123,8 @@ def run_command(
         publisher=publisher,
         sink=sink,
         cluster=cluster,
+        members=members,
+        ledger=ledger,
         config_path=config_path,
         replica=replica,
     )

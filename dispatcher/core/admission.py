@@ -1,54 +1,102 @@
 """Whether a closed batch may become a Workflow now, or must wait (the backlog stays upstream).
 
-The decision is a value. ``Hold`` is never a failure: the orders stay leased and are offered
-again when the cluster has room, so backpressure never dead-letters a healthy order.
+Holding is never a failure: the orders stay leased and are offered again when the cluster
+has room, so backpressure never dead-letters or nacks a healthy order.
+
+Several replicas share every limit without talking to each other:
+
+- the creation rate: each runs a token bucket with ``rate / replicas`` (burst likewise);
+- a class cap, two checks, both needed:
+  1. **global**: every live Workflow of the class counts, whatever replica label it carries
+     (Workflows of replicas that are gone, e.g. after a rollout, included), plus this
+     replica's creates in flight, must stay below the cap;
+  2. **share**: this replica's own live Workflows + creates in flight + its share of the
+     orphans (live Workflows whose replica is no longer a member) stay below its share of the
+     cap. Shares of ranks ``0..n-1`` add up to the cap, so creates in flight on different
+     replicas (which the global check cannot see yet) never add up past it.
+- a replica that has just joined admits nothing until ``settled()``: every peer has renewed
+  since it joined and shrunk its own share, so the old and the new shares never overlap.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
-from dispatcher.core.ratelimit import TokenBucket
+from dispatcher.core.clock import Clock
+from dispatcher.core.limits import Limits
+from dispatcher.core.ports import ClusterState, Members
+from dispatcher.core.ratelimit import TokenBucket, cap_share, share
 
 
 class HoldReason(StrEnum):
     CLASS_CAP = "class_cap"
     OBJECT_CAP = "object_cap"
     RATE = "rate"
+    IN_FLIGHT = "in_flight"
+    JOINING = "joining"
 
 
-@dataclass(frozen=True, slots=True)
-class Admit:
-    pass
+class Admission:
+    """The limits of one replica, with its shares recomputed when membership changes."""
 
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        cluster: ClusterState,
+        members: Members,
+        clock: Clock,
+        identity: str,
+    ) -> None:
+        self._cluster = cluster
+        self._members = members
+        self._identity = identity
+        self.limits = limits
+        self._seen: tuple[str, ...] = tuple(members.members())
+        replicas = len(self._seen)
+        self._bucket = TokenBucket(
+            rate=share(limits.workflows_per_second, replicas),
+            burst=max(1, int(share(limits.burst, replicas))),
+            clock=clock,
+        )
 
-@dataclass(frozen=True, slots=True)
-class Hold:
-    reason: HoldReason
-    retry_after: float | None  # seconds, when known (rate); None = when counts change
+    def reconfigure(self, limits: Limits) -> None:
+        self.limits = limits
+        self._reshare()
 
+    def rate_wait(self) -> float:
+        return self._bucket.wait_time()
 
-@dataclass(frozen=True, slots=True)
-class Occupancy:
-    """What the cluster holds now, counting creates in flight as already there."""
+    def check(
+        self, size_class: str, class_in_flight: int, total_in_flight: int
+    ) -> HoldReason | None:
+        """None = admit one Workflow now (a rate token is taken); else why it must wait."""
+        if not self._members.settled():
+            return HoldReason.JOINING
+        members = tuple(self._members.members())
+        if members != self._seen:
+            self._seen = members
+            self._reshare()
+        cap = self.limits.cap(size_class)
+        by_replica = self._cluster.live_by_replica(size_class)
+        if sum(by_replica.values()) + class_in_flight >= cap:
+            return HoldReason.CLASS_CAP
+        if len(members) > 1:
+            rank = members.index(self._identity) if self._identity in members else 0
+            orphans = sum(n for who, n in by_replica.items() if who not in members)
+            own = by_replica.get(self._identity, 0) + class_in_flight
+            own += cap_share(orphans, len(members), rank)
+            if own >= cap_share(cap, len(members), rank):
+                return HoldReason.CLASS_CAP
+        if self._cluster.objects_total() + total_in_flight >= self.limits.max_workflow_objects:
+            return HoldReason.OBJECT_CAP
+        if not self._bucket.try_acquire():
+            return HoldReason.RATE
+        return None
 
-    live_in_class: int
-    objects_total: int
-
-
-@dataclass(frozen=True, slots=True)
-class Caps:
-    max_live_in_class: int
-    max_objects: int
-
-
-def decide(occupancy: Occupancy, caps: Caps, bucket: TokenBucket) -> Admit | Hold:
-    """Admit one Workflow if every limit allows; take a rate token only when admitting."""
-    if occupancy.live_in_class >= caps.max_live_in_class:
-        return Hold(HoldReason.CLASS_CAP, None)
-    if occupancy.objects_total >= caps.max_objects:
-        return Hold(HoldReason.OBJECT_CAP, None)
-    if not bucket.try_acquire():
-        return Hold(HoldReason.RATE, bucket.wait_time())
-    return Admit()
+    def _reshare(self) -> None:
+        replicas = max(1, len(self._seen))
+        self._bucket.reconfigure(
+            rate=share(self.limits.workflows_per_second, replicas),
+            burst=max(1, int(share(self.limits.burst, replicas))),
+        )

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from dispatcher.config import Settings, SizeClass
 from dispatcher.core.classify import Ticket
+from dispatcher.core.settings import Settings, SizeClass
 
 R = TypeVar("R")
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Generic, TypeVar
 
-from dispatcher.config import Settings, SizeClass
 from dispatcher.core.order import Order, Reason, Rejection
+from dispatcher.core.settings import Settings, SizeClass
 
 R = TypeVar("R")
 

@@ -1,126 +1,333 @@
-"""The dispatch engine: deliveries in, decisions out, on an injected clock.
+"""The dispatch engine: deliveries and outcomes in, decisions out, on an injected clock.
 
-It owns every order the process holds, from first delivery until its Workflow exists:
-open batches, closed batches waiting for admission, and creates in flight. A redelivery of an
-order already held joins that order's ticket; one already inside a Workflow is acked at once.
-Nothing here blocks or performs I/O; the runner feeds it and carries out its decisions.
+It owns every order the process holds, from first delivery until its Workflow exists: open
+batches, closed batches waiting for admission, and creates in flight (including creates whose
+answer was lost, which are retried under the same name, never re-batched). A redelivery of an
+order already held joins that order's ticket; one already inside a Workflow (or in the dedupe
+ledger) is acked at once, and the same check runs again just before each create. Nothing here
+blocks or performs I/O: the loop feeds it and the executor carries out its decisions.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-from dispatcher.config import Settings
-from dispatcher.core.admission import Admit, Caps, Hold, HoldReason, Occupancy, decide
+from dispatcher.core.admission import Admission, HoldReason
 from dispatcher.core.batching import Batch, Batcher
-from dispatcher.core.classify import Classifier, Ticket
+from dispatcher.core.classify import Ticket
 from dispatcher.core.clock import Clock
-from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Release, Repark
-from dispatcher.core.order import Reason, Rejection, parse_order
-from dispatcher.core.ratelimit import TokenBucket, cap_share, share
-from dispatcher.core.render import workflow_name
+from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Repark
+from dispatcher.core.intake import Intake, Refused
+from dispatcher.core.limits import Limits, LimitsChanged, limits_of
+from dispatcher.core.order import Reason
+from dispatcher.core.outcomes import Created, CreateFailed, Failure, Outcome, PublishFailed
+from dispatcher.core.ports import ClusterState, Members
+from dispatcher.core.render import render_workflow, workflow_name
+from dispatcher.core.settings import Settings
 
 R = TypeVar("R")
 
 AGE_CHECK_SECONDS = 5.0
+RETRY_MIN_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+PUBLISH_ATTEMPTS = 5
 
 
-class ClusterState(Protocol):
-    """What the engine needs to know about Workflows that already exist."""
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What the engine needs besides the configuration's shape: who it is and its bounds."""
 
-    def contains(self, order_id: str) -> bool: ...
+    identity: str = ""
+    max_in_flight: int = 8  # creates outstanding at once (the executor's workers)
 
-    def live_in_class(self, size_class: str) -> int: ...
 
-    def own_live_in_class(self, size_class: str) -> int: ...
+@dataclass(slots=True)
+class _InFlight(Generic[R]):
+    batch: Batch[R]
+    create: Create
+    attempts: int = 1
+    retry_at: float | None = None  # set while waiting to try the same create again
 
-    def objects_total(self) -> int: ...
 
-    def record_created(self, name: str, size_class: str, order_ids: tuple[str, ...]) -> None: ...
-
-    def replicas(self) -> int: ...
-
-    def rank(self) -> int: ...
+@dataclass(slots=True)
+class _Deferred(Generic[R]):
+    due: float
+    decision: DeadLetter[R] | Repark[R] = field(compare=False)
 
 
 class Engine(Generic[R]):
-    def __init__(self, settings: Settings, *, cluster: ClusterState, clock: Clock) -> None:
-        self._clock = clock
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        cluster: ClusterState,
+        members: Members,
+        clock: Clock,
+        config: EngineConfig | None = None,
+        message_id: Callable[[R], str] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._config = config or EngineConfig()
         self._cluster = cluster
+        self._clock = clock
+        self._message_id = message_id
+        self._intake = Intake(settings)
+        self._batcher: Batcher[R] = Batcher(settings)
         self._tickets: dict[str, Ticket[R]] = {}
-        self._ready: dict[str, deque[Batch[R]]] = {}
-        self._in_flight: dict[str, Batch[R]] = {}
-        self._in_flight_by_class: dict[str, int] = {}
+        self._ready: dict[str, deque[Batch[R]]] = {c.name: deque() for c in settings.classes}
+        self._by_priority = [c.name for c in sorted(settings.classes, key=lambda c: -c.priority)]
+        self._in_flight: dict[str, _InFlight[R]] = {}
+        self._deferred: list[_Deferred[R]] = []
         self._draining = False
         self._next_age_check = 0.0
-        replicas = cluster.replicas()
-        self._bucket = TokenBucket(
-            rate=share(settings.limits.workflows_per_second, replicas),
-            burst=max(1, int(share(settings.limits.burst, replicas))),
+        self.admission = Admission(
+            limits_of(settings),
+            cluster=cluster,
+            members=members,
             clock=clock,
+            identity=self._config.identity,
         )
-        self.settings = settings
-        self._classifier = Classifier(settings)
-        self._batcher: Batcher[R] = Batcher(settings)
-        self.apply_limits(settings)
+        self.last_hold: dict[str, HoldReason | None] = {name: None for name in self._ready}
 
-    # -- configuration -----------------------------------------------------------------
-    def apply_limits(self, settings: Settings) -> None:
-        """Take new limits live (rates, caps); the batch shapes stay as started."""
-        self.settings = settings
-        self._ready = {c.name: self._ready.get(c.name, deque()) for c in settings.classes}
-        self._by_priority = sorted(settings.classes, key=lambda c: -c.priority)
-        replicas = self._cluster.replicas()
-        self._replicas_seen = replicas
-        self._bucket.reconfigure(
-            rate=share(settings.limits.workflows_per_second, replicas),
-            burst=max(1, int(share(settings.limits.burst, replicas))),
-        )
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def limits(self) -> Limits:
+        return self.admission.limits
 
     # -- inputs ------------------------------------------------------------------------
     def receive(self, receipt: R, data: bytes, attributes: Mapping[str, str]) -> list[Decision[R]]:
-        parsed = parse_order(data, attributes, max_bytes=self.settings.orders.max_order_bytes)
-        if isinstance(parsed, Rejection):
-            return [self._dead_letter(receipt, parsed, "validate")]
-        order_id = parsed.order_id
+        ticket = self._intake(data, attributes, receipt=receipt, now=self._clock())
+        if isinstance(ticket, Refused):
+            rejection = ticket.rejection
+            return [
+                DeadLetter(
+                    (receipt,),
+                    rejection.reason,
+                    rejection.detail,
+                    ticket.stage,
+                    rejection.order_id,
+                )
+            ]
+        order_id = ticket.order_id
         held = self._tickets.get(order_id)
         if held is not None:
             held.receipts.append(receipt)
             return []
         if self._cluster.contains(order_id):
-            return [Ack(receipt)]
+            return [Ack((receipt,))]
         if self._draining:
-            return [Release(receipt)]
-        now = self._clock()
-        ticket = self._classifier.ticket(parsed, now=now, receipt=receipt)
-        if isinstance(ticket, Rejection):
-            return [self._dead_letter(receipt, ticket, "classify")]
+            return [Repark((receipt,), ticket.size_class, order_id)]
         self._tickets[order_id] = ticket
-        closed = self._batcher.add(ticket, now)
-        if not closed:
-            return []  # nothing new to admit; tick() retries held batches
-        for batch in closed:
+        for batch in self._batcher.add(ticket, ticket.received_at):
             self._ready[batch.size_class].append(batch)
+        return self._admit() if any(self._ready.values()) else []
+
+    def limits_changed(self, event: LimitsChanged) -> list[Decision[R]]:
+        """Take new live limits; nothing else of the configuration changes."""
+        self.admission.reconfigure(event.limits)
         return self._admit()
 
     def tick(self) -> list[Decision[R]]:
-        """Close batches whose linger is over and admit what the limits allow."""
-        if self._cluster.replicas() != self._replicas_seen:
-            self.apply_limits(self.settings)  # a replica came or went: new shares of the rate
-        for batch in self._batcher.due(self._clock()):
-            self._ready[batch.size_class].append(batch)
-        decisions = self._admit()
+        """Close batches whose linger is over, retry what is due, admit what limits allow."""
         now = self._clock()
+        for batch in self._batcher.due(now):
+            self._ready[batch.size_class].append(batch)
+        decisions: list[Decision[R]] = self._due_retries(now)
+        decisions.extend(self._admit())
         if now >= self._next_age_check:
             self._next_age_check = now + AGE_CHECK_SECONDS
             decisions.extend(self._repark_old(now))
         return decisions
 
+    def outcome(self, event: Outcome[R]) -> list[Decision[R]]:
+        """A decision was carried out (or failed): settle, retry or dead-letter."""
+        if isinstance(event, Created):
+            return self._created(event.name)
+        if isinstance(event, CreateFailed):
+            return self._create_failed(event)
+        return self._publish_failed(event)
+
+    def drain(self) -> list[Decision[R]]:
+        """Shutdown: send what may be sent; re-park the rest (no nack, no attempt spent)."""
+        self._draining = True
+        for batch in self._batcher.flush():
+            self._ready[batch.size_class].append(batch)
+        decisions = self._admit()
+        for queue in self._ready.values():
+            while queue:
+                decisions.extend(self._repark_batch(queue.popleft()))
+        return decisions
+
+    # -- observations ------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        deadline = self._batcher.next_deadline()
+        pending = [f.retry_at for f in self._in_flight.values() if f.retry_at is not None]
+        pending.extend(d.due for d in self._deferred)
+        if any(self._ready.values()):
+            pending.append(self._clock() + max(self.admission.rate_wait(), 0.05))
+        for when in pending:
+            deadline = when if deadline is None else min(deadline, when)
+        return deadline
+
+    def held_orders(self) -> dict[str, int]:
+        counts = {name: len(self._batcher[name]) for name in self._ready}
+        for name, queue in self._ready.items():
+            counts[name] += sum(len(b.tickets) for b in queue)
+        return counts
+
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def in_flight_by_class(self) -> dict[str, int]:
+        counts = dict.fromkeys(self._ready, 0)
+        for flight in self._in_flight.values():
+            counts[flight.batch.size_class] += 1
+        return counts
+
+    def live_by_class(self) -> dict[str, int]:
+        """Live Workflows of each class as the cluster view counts them (every replica's)."""
+        return {n: sum(self._cluster.live_by_replica(n).values()) for n in self._ready}
+
+    def settled_everything(self) -> bool:
+        """Draining is complete: no create in flight and no publish waiting for a retry."""
+        return not self._in_flight and not self._deferred
+
+    def idle(self) -> bool:
+        return not self._tickets
+
+    # -- admission ---------------------------------------------------------------------
+    def _admit(self) -> list[Decision[R]]:
+        decisions: list[Decision[R]] = []
+        in_flight = self.in_flight_by_class()
+        for name in self._by_priority:
+            queue = self._ready[name]
+            self.last_hold[name] = None
+            while queue:
+                batch = self._recheck(queue, decisions)
+                if batch is None:
+                    continue
+                if len(self._in_flight) >= self._config.max_in_flight:
+                    self.last_hold[name] = HoldReason.IN_FLIGHT
+                    return decisions
+                hold = self.admission.check(name, in_flight[name], len(self._in_flight))
+                if hold is not None:
+                    self.last_hold[name] = hold
+                    if hold is HoldReason.CLASS_CAP:
+                        break  # this class waits; others may still go
+                    return decisions
+                queue.popleft()
+                decisions.append(self._start(batch))
+                in_flight[name] += 1
+        return decisions
+
+    def _recheck(self, queue: deque[Batch[R]], decisions: list[Decision[R]]) -> Batch[R] | None:
+        """Just before a create: orders another replica has put into a Workflow are acked."""
+        batch = queue[0]
+        contains = self._cluster.contains
+        if not any(contains(t.order_id) for t in batch.tickets):
+            return batch
+        rest = []
+        for ticket in batch.tickets:
+            if contains(ticket.order_id):
+                decisions.append(Ack(tuple(self._release(ticket))))
+            else:
+                rest.append(ticket)
+        if not rest:
+            queue.popleft()
+            return None
+        queue[0] = Batch(batch.size_class, tuple(rest), batch.opened_at)
+        return queue[0]
+
+    def _start(self, batch: Batch[R]) -> Create:
+        settings = self._settings
+        name = workflow_name(settings.workflow_name_prefix, batch.size_class, batch.order_ids)
+        describe = self._message_id
+        body = render_workflow(
+            batch,
+            settings=settings,
+            message_ids=None if describe is None else [describe(r) for r in batch.receipts()],
+            replica=self._config.identity or None,
+        )
+        create = Create(name, body, batch.size_class, batch.order_ids)
+        self._in_flight[name] = _InFlight(batch, create)
+        return create
+
+    # -- outcomes ----------------------------------------------------------------------
+    def _created(self, name: str) -> list[Decision[R]]:
+        flight = self._in_flight.pop(name, None)
+        if flight is None:
+            return []
+        batch = flight.batch
+        self._cluster.record_created(name, batch.size_class, batch.order_ids)
+        return [Ack(tuple(self._release(t)), name, batch.size_class) for t in batch.tickets]
+
+    def _create_failed(self, event: CreateFailed) -> list[Decision[R]]:
+        flight = self._in_flight.get(event.name)
+        if flight is None:
+            return []
+        if event.failure is Failure.UNKNOWN:
+            # The Workflow may exist: ask again under the same name until the API answers.
+            wait = min(RETRY_MAX_SECONDS, RETRY_MIN_SECONDS * 2 ** min(flight.attempts, 8))
+            flight.retry_at = self._clock() + max(wait, event.retry_after or 0.0)
+            return []
+        del self._in_flight[event.name]
+        reason = event.reason if event.failure is Failure.PERMANENT else Reason.INTERNAL_ERROR
+        return [
+            DeadLetter(tuple(self._release(t)), reason, event.detail, "create", t.order_id)
+            for t in flight.batch.tickets
+        ]
+
+    def _publish_failed(self, event: PublishFailed[R]) -> list[Decision[R]]:
+        decision = event.decision
+        if event.too_large or decision.attempt >= PUBLISH_ATTEMPTS:
+            return []  # left to Pub/Sub: redelivered after its lease, or dead-lettered by it
+        wait = min(RETRY_MAX_SECONDS, RETRY_MIN_SECONDS * 2**decision.attempt)
+        if isinstance(decision, DeadLetter):
+            again: DeadLetter[R] | Repark[R] = DeadLetter(
+                decision.receipts,
+                decision.reason,
+                decision.detail,
+                decision.stage,
+                decision.order_id,
+                decision.attempt + 1,
+            )
+        else:
+            again = Repark(
+                decision.receipts, decision.size_class, decision.order_id, decision.attempt + 1
+            )
+        self._deferred.append(_Deferred(self._clock() + wait, again))
+        return []
+
+    def _due_retries(self, now: float) -> list[Decision[R]]:
+        decisions: list[Decision[R]] = []
+        for name, flight in list(self._in_flight.items()):
+            if flight.retry_at is None or flight.retry_at > now:
+                continue
+            flight.retry_at = None
+            if all(self._cluster.contains(o) for o in flight.create.order_ids):
+                # The watch (or the ledger) has seen them inside a Workflow meanwhile: done.
+                # Never POST again then: Argo's TTL may have deleted it, and a second POST
+                # of the same name would run the orders twice.
+                decisions.extend(self._created(name))
+                continue
+            flight.attempts += 1
+            decisions.append(flight.create)
+        if self._deferred:
+            due = [d for d in self._deferred if d.due <= now]
+            self._deferred = [d for d in self._deferred if d.due > now]
+            decisions.extend(d.decision for d in due)
+        return decisions
+
+    # -- holding too long --------------------------------------------------------------
     def _repark_old(self, now: float) -> list[Decision[R]]:
         """Batches that waited for admission longer than the lease allows go back upstream."""
-        limit = self.settings.pubsub.max_hold_seconds()
+        limit = self._settings.pubsub.max_hold_seconds()
         decisions: list[Decision[R]] = []
         for queue in self._ready.values():
             keep: deque[Batch[R]] = deque()
@@ -128,164 +335,18 @@ class Engine(Generic[R]):
                 batch = queue.popleft()
                 if now - min(t.received_at for t in batch.tickets) < limit:
                     keep.append(batch)
-                    continue
-                for ticket in batch.tickets:
-                    self._tickets.pop(ticket.order_id, None)
-                    decisions.extend(Repark(r, batch.size_class) for r in ticket.receipts)
+                else:
+                    decisions.extend(self._repark_batch(batch))
             queue.extend(keep)
         return decisions
 
-    def created(self, name: str) -> list[Decision[R]]:
-        """The Workflow exists (created, or 409: it was already there): ack every delivery."""
-        batch = self._finish(name)
-        self._cluster.record_created(name, batch.size_class, batch.order_ids)
-        return [Ack(r) for r in batch.receipts()]
-
-    def failed_transiently(self, name: str) -> list[Decision[R]]:
-        """Retries are exhausted: give every delivery back to Pub/Sub."""
-        return [Release(r) for r in self._finish(name).receipts()]
-
-    def rejected(self, name: str, reason: Reason, detail: str) -> list[Decision[R]]:
-        """The API refused the Workflow for good: dead-letter each order with its reason."""
-        batch = self._finish(name)
+    def _repark_batch(self, batch: Batch[R]) -> list[Decision[R]]:
         return [
-            DeadLetter(r, reason, detail, "create", t.order_id)
-            for t in batch.tickets
-            for r in t.receipts
+            Repark(tuple(self._release(t)), batch.size_class, t.order_id) for t in batch.tickets
         ]
 
-    def drain(self) -> list[Decision[R]]:
-        """Shutdown: stop taking orders, send what may be sent, release the rest."""
-        self._draining = True
-        for batch in self._batcher.flush():
-            self._ready[batch.size_class].append(batch)
-        decisions = self._admit()
-        for queue in self._ready.values():
-            while queue:
-                batch = queue.popleft()
-                for ticket in batch.tickets:
-                    self._tickets.pop(ticket.order_id, None)
-                decisions.extend(Release(r) for r in batch.receipts())
-        return decisions
-
-    # -- observations ------------------------------------------------------------------
-    def next_deadline(self) -> float | None:
-        deadline = self._batcher.next_deadline()
-        if any(self._ready.values()):
-            wait = self._bucket.wait_time()
-            soon = self._clock() + max(wait, 0.05)
-            deadline = soon if deadline is None else min(deadline, soon)
-        return deadline
-
-    def held_orders(self) -> dict[str, int]:
-        counts = {c.name: len(self._batcher[c.name]) for c in self.settings.classes}
-        for name, queue in self._ready.items():
-            counts[name] = counts.get(name, 0) + sum(len(b.tickets) for b in queue)
-        return counts
-
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
-    def idle(self) -> bool:
-        return not self._tickets
-
-    # -- internals ---------------------------------------------------------------------
-    def _admit(self) -> list[Decision[R]]:
-        decisions: list[Decision[R]] = []
-        limits = self.settings.limits
-        cluster = self._cluster
-        replicas, rank = cluster.replicas(), cluster.rank()
-        for size_class in self._by_priority:
-            name = size_class.name
-            queue = self._ready[name]
-            while queue:
-                verdict: Admit | Hold | None = self._check_share(
-                    name, size_class.max_live_workflows, replicas, rank
-                )
-                if verdict is None:
-                    occupancy = Occupancy(
-                        live_in_class=cluster.live_in_class(name)
-                        + self._in_flight_by_class.get(name, 0),
-                        objects_total=cluster.objects_total() + len(self._in_flight),
-                    )
-                    caps = Caps(size_class.max_live_workflows, limits.max_workflow_objects)
-                    verdict = decide(occupancy, caps, self._bucket)
-                if isinstance(verdict, Hold):
-                    if verdict.reason is HoldReason.CLASS_CAP:
-                        break  # this class waits; others may still go
-                    return decisions
-                if isinstance(verdict, Admit):
-                    decisions.append(self._start(queue.popleft()))
-        return decisions
-
-    def _check_share(self, name: str, cap: int, replicas: int, rank: int) -> Hold | None:
-        """With several replicas, each keeps to its share of the class cap (see docs)."""
-        if replicas <= 1:
-            return None
-        own = self._cluster.own_live_in_class(name) + self._in_flight_by_class.get(name, 0)
-        if own >= cap_share(cap, replicas, rank):
-            return Hold(HoldReason.CLASS_CAP, None)
-        return None
-
-    def _start(self, batch: Batch[R]) -> Create[R]:
-        name = workflow_name(self.settings.workflow_name_prefix, batch.size_class, batch.order_ids)
-        self._in_flight[name] = batch
-        self._in_flight_by_class[batch.size_class] = (
-            self._in_flight_by_class.get(batch.size_class, 0) + 1
-        )
-        return Create(batch, name)
-
-    def _finish(self, name: str) -> Batch[R]:
-        batch = self._in_flight.pop(name)
-        self._in_flight_by_class[batch.size_class] -= 1
-        for ticket in batch.tickets:
-            self._tickets.pop(ticket.order_id, None)
-        return batch
-
-    def _dead_letter(self, receipt: R, rejection: Rejection, stage: str) -> DeadLetter[R]:
-        return DeadLetter(receipt, rejection.reason, rejection.detail, stage, rejection.order_id)
-
-
-class LocalClusterState:
-    """In-memory twin of the cluster view: remembers what this process created.
-
-    Used by ``dispatcher plan``-like runs and unit tests; the service uses the watch-backed
-    view from the Kubernetes adapter. ``finish`` marks a Workflow completed (no longer live).
-    """
-
-    def __init__(self, replicas: int = 1) -> None:
-        self._live: dict[str, str] = {}
-        self._done: set[str] = set()
-        self._orders: set[str] = set()
-        self._replicas = replicas
-
-    def contains(self, order_id: str) -> bool:
-        return order_id in self._orders
-
-    def live_in_class(self, size_class: str) -> int:
-        return sum(1 for c in self._live.values() if c == size_class)
-
-    def objects_total(self) -> int:
-        return len(self._live) + len(self._done)
-
-    def record_created(self, name: str, size_class: str, order_ids: tuple[str, ...]) -> None:
-        if name not in self._done:
-            self._live[name] = size_class
-        self._orders.update(order_ids)
-
-    def finish(self, name: str) -> None:
-        if self._live.pop(name, None) is not None:
-            self._done.add(name)
-
-    def forget(self, name: str) -> None:
-        self._live.pop(name, None)
-        self._done.discard(name)
-
-    def own_live_in_class(self, size_class: str) -> int:
-        return self.live_in_class(size_class)
-
-    def replicas(self) -> int:
-        return self._replicas
-
-    def rank(self) -> int:
-        return 0
+    def _release(self, ticket: Ticket[R]) -> list[R]:
+        """The engine stops holding ``ticket``; its deliveries go with the decision."""
+        if self._tickets.get(ticket.order_id) is ticket:
+            del self._tickets[ticket.order_id]
+        return ticket.receipts

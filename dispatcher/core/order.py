@@ -33,6 +33,7 @@ class Reason(StrEnum):
     NO_SIZE_CLASS = "no_size_class"
     TEMPLATE_MISSING = "template_missing"
     REJECTED_BY_API = "rejected_by_api"
+    INTERNAL_ERROR = "internal_error"
 
 
 class OrderInput(BaseModel):

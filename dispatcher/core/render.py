@@ -11,8 +11,8 @@ import hashlib
 import json
 from typing import Any, TypeVar
 
-from dispatcher.config import Settings, SizeClass
 from dispatcher.core.batching import Batch
+from dispatcher.core.settings import Settings, SizeClass
 
 R = TypeVar("R")
 

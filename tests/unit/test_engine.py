@@ -1,14 +1,19 @@
-"""The engine: dedup of redeliveries, ack only after create, limits, drain."""
+"""The engine: dedup of redeliveries, ack only after create, limits, drain, outcomes."""
 
 from __future__ import annotations
 
 import json
 
+from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
 from dispatcher.core.clock import FakeClock
-from dispatcher.core.decisions import Ack, Create, DeadLetter, Release, Repark
-from dispatcher.core.engine import Engine, LocalClusterState
+from dispatcher.core.decisions import Ack, Create, DeadLetter, Repark
+from dispatcher.core.engine import Engine, EngineConfig
+from dispatcher.core.limits import LimitsChanged, limits_of
 from dispatcher.core.order import Reason
+from dispatcher.core.outcomes import Created, CreateFailed, Failure, PublishFailed
 from tests.unit.helpers import settings
+
+BIG = 10**12  # a large order: its own Workflow at once (linger 0)
 
 
 def data(order_id: str, size: int = 1000) -> bytes:
@@ -17,17 +22,35 @@ def data(order_id: str, size: int = 1000) -> bytes:
     ).encode()
 
 
-def engine(**limits: object) -> tuple[Engine[str], FakeClock, LocalClusterState]:
+def engine(
+    *,
+    members: StaticMembers | None = None,
+    identity: str = "",
+    max_in_flight: int = 8,
+    cluster: LocalClusterState | None = None,
+    **limits: object,
+) -> tuple[Engine[str], FakeClock, LocalClusterState]:
     clock = FakeClock()
-    cluster = LocalClusterState()
-    return Engine(settings(**limits), cluster=cluster, clock=clock), clock, cluster
+    cluster = cluster or LocalClusterState(identity)
+    eng: Engine[str] = Engine(
+        settings(**limits),
+        cluster=cluster,
+        members=members or StaticMembers((identity,)),
+        clock=clock,
+        config=EngineConfig(identity=identity, max_in_flight=max_in_flight),
+    )
+    return eng, clock, cluster
+
+
+def creates(decisions: list[object]) -> list[Create]:
+    return [d for d in decisions if isinstance(d, Create)]
 
 
 def test_invalid_message_is_dead_lettered_with_reason() -> None:
     eng, _, _ = engine()
     [decision] = eng.receive("m1", b"{oops", {})
     assert isinstance(decision, DeadLetter) and decision.reason is Reason.INVALID_JSON
-    assert decision.stage == "validate"
+    assert decision.stage == "validate" and decision.receipts == ("m1",)
 
 
 def test_unknown_step_is_dead_lettered() -> None:
@@ -37,6 +60,7 @@ def test_unknown_step_is_dead_lettered() -> None:
     ).encode()
     [decision] = eng.receive("m1", body, {})
     assert isinstance(decision, DeadLetter) and decision.reason is Reason.UNKNOWN_STEP
+    assert decision.stage == "classify"
 
 
 def test_ack_only_after_create_and_redeliveries_join() -> None:
@@ -45,103 +69,165 @@ def test_ack_only_after_create_and_redeliveries_join() -> None:
     assert eng.receive("m1-again", data("o1"), {}) == []
     clock.advance(5)
     [create] = eng.tick()
-    assert isinstance(create, Create) and create.batch.order_ids == ("o1",)
-    acks = eng.created(create.name)
-    assert acks == [Ack("m1"), Ack("m1-again")]
-    assert eng.receive("m1-late", data("o1"), {}) == [Ack("m1-late")]
+    assert isinstance(create, Create) and create.order_ids == ("o1",)
+    assert create.body["metadata"]["name"] == create.name
+    [ack] = eng.outcome(Created(create.name))
+    assert isinstance(ack, Ack) and ack.receipts == ("m1", "m1-again")
+    assert eng.receive("m1-late", data("o1"), {}) == [Ack(("m1-late",))]
     assert eng.idle()
 
 
 def test_class_cap_holds_without_blocking_other_classes() -> None:
     eng, clock, _ = engine()
-    cap = eng.settings.size_class("large").max_live_workflows
-    creates = []
+    cap = eng.limits.cap("large")
+    made = []
     for i in range(cap + 3):
-        creates += eng.receive(f"L{i}", data(f"large-{i}", 10**12), {})
-    assert len(creates) == cap  # linger 0: each large order is its own batch
+        made += eng.receive(f"L{i}", data(f"large-{i}", BIG), {})
+    assert len(creates(made)) == cap
     small = eng.receive("s1", data("small-1"), {})
     clock.advance(5)
     small += eng.tick()
-    assert [c.batch.size_class for c in small if isinstance(c, Create)] == ["small"]
+    assert [c.size_class for c in creates(small)] == ["small"]
     assert eng.held_orders()["large"] == 3
 
 
-def test_rate_limit_holds_then_releases_on_time() -> None:
+def test_rate_limit_holds_then_admits_on_time() -> None:
     eng, clock, _ = engine(workflows_per_second=1.0, burst=1)
     made = []
     for i in range(3):
-        made += eng.receive(f"L{i}", data(f"large-{i}", 10**12), {})
+        made += eng.receive(f"L{i}", data(f"large-{i}", BIG), {})
     assert len(made) == 1
     clock.advance(1.0)
-    assert len(eng.tick()) == 1
+    assert len(creates(eng.tick())) == 1
 
 
-def test_failed_create_releases_and_rejected_dead_letters() -> None:
+def test_an_ambiguous_create_is_retried_under_the_same_name_never_rebatched() -> None:
+    """Defect 3: after timeouts the Workflow may exist; a new batch would get a new name."""
+    eng, clock, _ = engine()
+    [first] = eng.receive("a", data("big-a", BIG), {})
+    assert isinstance(first, Create)
+    assert eng.outcome(CreateFailed(first.name, Failure.UNKNOWN, "timed out")) == []
+    assert eng.receive("a-redelivered", data("big-a", BIG), {}) == []  # joins, no new batch
+    assert eng.in_flight() == 1
+    assert creates(eng.tick()) == []  # not before the backoff
+    clock.advance(60)
+    [again] = creates(eng.tick())
+    assert again == first  # the same name and body
+    [ack] = eng.outcome(Created(first.name, existed=True))
+    assert isinstance(ack, Ack) and ack.receipts == ("a", "a-redelivered")
+
+
+def test_permanent_and_unexpected_failures_are_dead_lettered_with_a_reason() -> None:
     eng, _, _ = engine()
-    [c1] = eng.receive("a", data("big-a", 10**12), {})
-    [c2] = eng.receive("b", data("big-b", 10**12), {})
+    [c1] = eng.receive("a", data("big-a", BIG), {})
+    [c2] = eng.receive("b", data("big-b", BIG), {})
     assert isinstance(c1, Create) and isinstance(c2, Create)
-    assert eng.failed_transiently(c1.name) == [Release("a")]
-    [dl] = eng.rejected(c2.name, Reason.TEMPLATE_MISSING, "no template")
-    assert isinstance(dl, DeadLetter) and dl.order_id == "big-b" and dl.stage == "create"
-    # released orders come back as new deliveries and are dispatched again
-    assert isinstance(eng.receive("a2", data("big-a", 10**12), {})[0], Create)
+    [dl] = eng.outcome(
+        CreateFailed(c1.name, Failure.PERMANENT, "no template", reason=Reason.TEMPLATE_MISSING)
+    )
+    assert isinstance(dl, DeadLetter) and dl.reason is Reason.TEMPLATE_MISSING
+    assert dl.order_id == "big-a" and dl.stage == "create"
+    [bug] = eng.outcome(CreateFailed(c2.name, Failure.UNEXPECTED, "KeyError: 'x'"))
+    assert isinstance(bug, DeadLetter) and bug.reason is Reason.INTERNAL_ERROR
 
 
-def test_drain_sends_partial_batches_and_releases_what_limits_hold() -> None:
+def test_a_repark_publishes_one_copy_per_order_not_per_delivery() -> None:
+    """Defect 4: a ticket that joined a Pub/Sub duplicate must not become two messages."""
+    eng, clock, _ = engine(identity="r")
+    for i in range(6):  # the large cap is 5: the sixth waits
+        eng.receive(f"L{i}", data(f"large-{i}", BIG), {})
+    eng.receive("L5-duplicate", data("large-5", BIG), {})
+    clock.advance(eng.settings.pubsub.max_hold_seconds() + 10)
+    [repark] = eng.tick()
+    assert isinstance(repark, Repark) and repark.receipts == ("L5", "L5-duplicate")
+    assert repark.order_id == "large-5" and eng.held_orders()["large"] == 0
+
+
+def test_the_known_check_runs_again_just_before_each_create() -> None:
+    """Defect 6: another replica created a Workflow with an order this one also holds."""
+    eng, clock, cluster = engine(workflows_per_second=1.0, burst=1)
+    eng.receive("x", data("big-x", BIG), {})  # takes the only token
+    eng.receive("y", data("big-y", BIG), {})
+    eng.receive("z", data("big-z", BIG), {})
+    cluster.record_created("bd-large-elsewhere", "large", ("big-y",))  # another replica
+    clock.advance(1.0)
+    decisions = eng.tick()
+    assert Ack(("y",)) in decisions
+    assert [c.order_ids for c in creates(decisions)] == [("big-z",)]
+
+
+def test_caps_count_every_live_workflow_and_share_out_orphans() -> None:
+    """Defect 8: three replicas that all see 3 orphaned live Workflows under cap 5."""
+    members = StaticMembers(("a", "b", "c"))
+    admitted = {}
+    for me in ("a", "b", "c"):
+        cluster = LocalClusterState("old-pod")
+        for i in range(3):
+            cluster.record_created(f"old-{i}", "large", (f"old-{i}",))
+        eng, _, _ = engine(members=members, identity=me, cluster=cluster)
+        made = []
+        for i in range(5):
+            made += eng.receive(f"{me}{i}", data(f"{me}-large-{i}", BIG), {})
+        admitted[me] = len(creates(made))
+    assert sum(admitted.values()) == 2  # 3 live + 2 = the cap of 5
+    assert admitted == {"a": 1, "b": 1, "c": 0}
+
+
+def test_a_joining_replica_admits_nothing_until_settled() -> None:
+    members = StaticMembers(("a", "b"), settled=False)
+    eng, _, _ = engine(members=members, identity="b")
+    assert eng.receive("L", data("large", BIG), {}) == []
+    members.is_settled = True
+    assert len(creates(eng.tick())) == 1
+
+
+def test_creates_in_flight_are_bounded() -> None:
+    """Defect 9: no more creates outstanding than the executor has workers."""
+    eng, _, _ = engine(max_in_flight=2)
+    made = []
+    for i in range(5):
+        made += eng.receive(f"L{i}", data(f"large-{i}", BIG), {})
+    assert len(creates(made)) == 2 and eng.in_flight() == 2
+    eng.outcome(Created(creates(made)[0].name))
+    assert len(creates(eng.tick())) == 1
+
+
+def test_drain_sends_what_limits_allow_and_reparks_the_rest_never_nacks() -> None:
+    """Defect 10: draining spends no delivery attempt."""
     eng, _, _ = engine(workflows_per_second=0.001, burst=1)
     eng.receive("s1", data("s1"), {})
     eng.receive("m1", data("m1", 10**9), {})
     decisions = eng.drain()
-    assert len([d for d in decisions if isinstance(d, Create)]) == 1
-    assert len([d for d in decisions if isinstance(d, Release)]) == 1
-    assert eng.receive("late", data("x"), {}) == [Release("late")]
+    assert len(creates(decisions)) == 1
+    [repark] = [d for d in decisions if isinstance(d, Repark)]
+    assert len(repark.receipts) == 1
+    [late] = eng.receive("late", data("x"), {})
+    assert isinstance(late, Repark) and late.receipts == ("late",)
+    assert not eng.settled_everything()  # the create is still in flight
+    eng.outcome(Created(creates(decisions)[0].name))
+    assert eng.settled_everything()
 
 
 def test_live_limits_change_without_restart() -> None:
     eng, _, _ = engine()
-    new = eng.settings.model_copy(
-        update={
-            "classes": [
-                c.model_copy(update={"max_live_workflows": 0}) if c.name == "large" else c
-                for c in eng.settings.classes
-            ]
-        }
-    )
-    eng.apply_limits(new)
-    assert eng.receive("L", data("large", 10**12), {}) == []
+    caps = dict(eng.limits.class_caps, large=0)
+    new = limits_of(eng.settings)
+    eng.limits_changed(LimitsChanged(type(new)(**{**_fields(new), "class_caps": caps})))
+    assert eng.receive("L", data("large", BIG), {}) == []
     assert eng.held_orders()["large"] == 1
 
 
-def test_orders_held_past_the_lease_are_reparked_not_nacked() -> None:
+def _fields(limits: object) -> dict[str, object]:
+    return {name: getattr(limits, name) for name in limits.__slots__}  # type: ignore[attr-defined]
+
+
+def test_failed_publishes_are_retried_later_then_left_to_pubsub() -> None:
     eng, clock, _ = engine()
-    held = []
-    for i in range(6):  # large cap is 5: the sixth waits
-        held += eng.receive(f"L{i}", data(f"large-{i}", 10**12), {})
-    assert len(held) == 5
-    clock.advance(eng.settings.pubsub.max_hold_seconds() - 1)
-    assert eng.tick() == []
-    clock.advance(10)
-    [repark] = eng.tick()
-    assert isinstance(repark, Repark) and repark.receipt == "L5" and repark.size_class == "large"
-    assert eng.held_orders()["large"] == 0
-
-
-class TwoReplicaView(LocalClusterState):
-    """Another replica exists; this one is rank 1 and owns what it creates."""
-
-    def replicas(self) -> int:
-        return 2
-
-    def rank(self) -> int:
-        return 1
-
-
-def test_a_replica_keeps_to_its_share_of_a_class_cap() -> None:
-    clock = FakeClock()
-    eng = Engine(settings(), cluster=TwoReplicaView(), clock=clock)
-    cap = eng.settings.size_class("large").max_live_workflows  # 5 -> shares 3 and 2
-    creates = []
-    for i in range(cap):
-        creates += eng.receive(f"L{i}", data(f"large-{i}", 10**12), {})
-    assert len(creates) == 2
+    [dl] = eng.receive("m1", b"{oops", {})
+    assert isinstance(dl, DeadLetter)
+    assert eng.outcome(PublishFailed(dl, "unavailable")) == []
+    assert not eng.settled_everything()
+    clock.advance(60)
+    [again] = eng.tick()
+    assert isinstance(again, DeadLetter) and again.attempt == 2 and again.receipts == ("m1",)
+    assert eng.outcome(PublishFailed(dl, "too big", too_large=True)) == []

@@ -1,0 +1,53 @@
+"""What the core needs from the world outside, as protocols the adapters and twins satisfy.
+
+The engine asks these questions many times per order, so every answer comes from memory the
+adapters keep current in the background (a Workflow watch, Lease renewals, the dedupe
+ledger); none of them may block or call an API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+
+class ClusterState(Protocol):
+    """Workflows that exist, as the dispatcher's watch (and dedupe ledger) sees them."""
+
+    def contains(self, order_id: str) -> bool:
+        """The order is inside a Workflow, or was within the dedupe window."""
+        ...
+
+    def live_by_replica(self, size_class: str) -> Mapping[str, int]:
+        """Live (pending or running) Workflows of a class, by the replica label that made them."""
+        ...
+
+    def objects_total(self) -> int:
+        """The dispatcher's Workflow objects in the namespace, finished ones included."""
+        ...
+
+    def record_created(self, name: str, size_class: str, order_ids: tuple[str, ...]) -> None:
+        """This process created ``name``: count it before the watch reports it."""
+        ...
+
+
+class Members(Protocol):
+    """The live replicas (one Lease each) and whether this one may use its share yet."""
+
+    def members(self) -> Sequence[str]:
+        """Identities of the live replicas, sorted (this replica included)."""
+        ...
+
+    def settled(self) -> bool:
+        """Every peer has had time to see this replica: shares are agreed."""
+        ...
+
+
+class OrderLedger(Protocol):
+    """Order ids that became Workflows, kept for the dedupe window across restarts."""
+
+    def contains(self, order_id: str) -> bool: ...
+
+    def record(
+        self, order_ids: Sequence[str], on_done: Callable[[BaseException | None], None]
+    ) -> None: ...

@@ -1,0 +1,225 @@
+"""The one place decisions are carried out: settle, publish, create.
+
+Three ports: the deliveries themselves (ack, and nack only for a poison message too large
+even to dead-letter), a publisher (``publish(topic, data, **attributes) -> Future``, which
+the Pub/Sub client and its in-memory twin both are) and a Workflow sink (the Kubernetes
+adapter or its twin), plus the dedupe ledger that remembers created orders. Every outcome,
+an exception nobody planned for included, goes back to the engine as an event through
+``post``; nothing raised here can end the engine's loop. Creates run through ``submit`` (a
+bounded thread pool in the service, inline in the model-based test).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar, assert_never
+
+from dispatcher.adapters.pubsub import (
+    Delivery,
+    dead_letter_attributes,
+    fit_attributes,
+    is_too_large,
+)
+from dispatcher.adapters.pubsub import original_attributes as copied_attributes
+from dispatcher.adapters.sinks import CreateResult, WorkflowSink
+from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Repark
+from dispatcher.core.outcomes import Created, CreateFailed, Failure, Outcome, PublishFailed
+from dispatcher.core.ports import OrderLedger
+from dispatcher.errors import PermanentError, TransientError
+from dispatcher.logging import get_logger
+from dispatcher.metrics import Metrics
+
+log = get_logger()
+
+D = TypeVar("D", bound=Delivery)
+
+
+class Executor(Generic[D]):
+    def __init__(
+        self,
+        *,
+        sink: WorkflowSink,
+        publisher: Any,
+        ledger: OrderLedger,
+        dead_letter_topic: str,
+        repark_topic: Callable[[str], str],
+        post: Callable[[object], None],
+        submit: Callable[[Callable[[], None]], Any],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sink = sink
+        self._publisher = publisher
+        self._ledger = ledger
+        self._dead_letter_topic = dead_letter_topic
+        self._repark_topic = repark_topic
+        self._post = post
+        self._submit = submit
+        self._metrics = metrics
+        self._clock = clock
+        self.pending_publishes = 0  # touched on the loop thread only (see _published)
+
+    def carry_out(self, decisions: list[Decision[D]]) -> None:
+        for decision in decisions:
+            try:
+                self._one(decision)
+            except Exception as exc:  # noqa: BLE001 - becomes an event, never ends the loop
+                self._unplanned(decision, exc)
+
+    def _one(self, decision: Decision[D]) -> None:
+        match decision:
+            case Ack():
+                for receipt in decision.receipts:
+                    receipt.ack()
+                if decision.workflow is not None:
+                    self._metrics.order_settled(decision.size_class, decision.receipts[0])
+            case Create():
+                self._submit(lambda: self._create(decision))
+            case DeadLetter():
+                self._dead_letter(decision)
+            case Repark():
+                self._repark(decision)
+            case _:
+                assert_never(decision)
+
+    # -- creates (on a worker thread) --------------------------------------------------
+    def _create(self, decision: Create) -> None:
+        started = self._clock()
+        try:
+            result = self._sink.create(decision.body)
+        except TransientError as exc:
+            self._create_failed(decision, Failure.UNKNOWN, exc, retry_after=exc.retry_after)
+            return
+        except PermanentError as exc:
+            self._create_failed(decision, Failure.PERMANENT, exc, reason=exc.reason)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug: dead-lettered with its text
+            self._create_failed(decision, Failure.UNEXPECTED, exc)
+            return
+        self._metrics.created(
+            decision.size_class, len(decision.order_ids), result.value, self._clock() - started
+        )
+        log.info(
+            "workflow_created",
+            workflow=decision.name,
+            size_class=decision.size_class,
+            orders=len(decision.order_ids),
+            result=result.value,
+        )
+        existed = result is CreateResult.EXISTS
+
+        def remembered(error: BaseException | None) -> None:
+            if error is not None:  # the Workflow exists; only the late-redelivery memory is thin
+                self._metrics.ledger_failures.inc()
+                log.error("ledger_write_failed", workflow=decision.name, error=str(error))
+            self._post(Created(decision.name, existed))
+
+        try:
+            self._ledger.record(decision.order_ids, remembered)
+        except Exception as exc:  # noqa: BLE001 - same as a failed write
+            remembered(exc)
+
+    def _create_failed(
+        self, decision: Create, failure: Failure, error: BaseException, **extra: Any
+    ) -> None:
+        detail = f"{type(error).__name__}: {error}" if failure is Failure.UNEXPECTED else str(error)
+        self._metrics.create_failures.labels(failure.value).inc()
+        log_at = log.warning if failure is Failure.UNKNOWN else log.error
+        log_at(
+            "workflow_create_failed", workflow=decision.name, failure=failure.value, error=detail
+        )
+        self._post(CreateFailed(decision.name, failure, detail, **extra))
+
+    # -- publishes ---------------------------------------------------------------------
+    def _dead_letter(self, decision: DeadLetter[D]) -> None:
+        delivery = decision.receipt
+        if decision.attempt == 1:
+            self._metrics.dead_lettered(decision.reason)
+            log.warning(
+                "order_dead_lettered",
+                order_id=decision.order_id,
+                message_id=delivery.message_id,
+                reason=decision.reason.value,
+                detail=decision.detail,
+                stage=decision.stage,
+            )
+        topic = self._dead_letter_topic
+        attributes = fit_attributes(
+            topic, delivery.data, dead_letter_attributes(delivery, decision)
+        )
+        if attributes is None:
+            self._too_large(decision)
+            return
+        self._publish(decision, topic, attributes)
+
+    def _repark(self, decision: Repark[D]) -> None:
+        delivery = decision.receipt
+        attributes = copied_attributes(delivery)
+        attributes.update(
+            {"reparked_from": str(delivery.message_id), "size_class": decision.size_class}
+        )
+        log.info("order_reparked", order_id=decision.order_id, size_class=decision.size_class)
+        self._publish(decision, self._repark_topic(decision.size_class), attributes)
+
+    def _publish(
+        self, decision: DeadLetter[D] | Repark[D], topic: str, attributes: dict[str, str]
+    ) -> None:
+        try:
+            future: Future[str] = self._publisher.publish(
+                topic, decision.receipt.data, **attributes
+            )
+        except Exception as exc:
+            if isinstance(decision, DeadLetter) and is_too_large(exc):
+                self._too_large(decision)
+                return
+            raise
+        self.pending_publishes += 1
+
+        def done(finished: Future[str]) -> None:
+            error = finished.exception()
+            if error is None:
+                for receipt in decision.receipts:
+                    receipt.ack()
+            else:
+                log.error(
+                    "publish_failed", message_id=decision.receipt.message_id, error=str(error)
+                )
+            self._post(Published(decision, error))
+
+        future.add_done_callback(done)
+
+    def _too_large(self, decision: DeadLetter[D]) -> None:
+        """Not even the compact dead letter fits Pub/Sub's limit: leave it to Pub/Sub's policy."""
+        self._metrics.dead_letters_too_large.inc()
+        log.error("dead_letter_too_large", message_id=decision.receipt.message_id)
+        for receipt in decision.receipts:
+            receipt.nack()
+        self._post(PublishFailed(decision, "too large to dead-letter", too_large=True))
+
+    def published(self, event: Published[D]) -> Outcome[D] | None:
+        """On the loop thread: a publish settled; a failure becomes the engine's event."""
+        self.pending_publishes -= 1
+        if event.error is None:
+            return None
+        return PublishFailed(event.decision, str(event.error))
+
+    # -- the unplanned -----------------------------------------------------------------
+    def _unplanned(self, decision: Decision[D], error: Exception) -> None:
+        self._metrics.decision_errors.inc()
+        log.error("decision_failed", decision=type(decision).__name__, error=repr(error))
+        if isinstance(decision, Create):
+            self._post(CreateFailed(decision.name, Failure.UNEXPECTED, repr(error)))
+        elif isinstance(decision, DeadLetter | Repark):
+            self._post(PublishFailed(decision, repr(error)))
+
+
+class Published(Generic[D]):
+    """A publish finished (on the client's thread); handled on the loop thread."""
+
+    __slots__ = ("decision", "error")
+
+    def __init__(self, decision: DeadLetter[D] | Repark[D], error: BaseException | None) -> None:
+        self.decision = decision
+        self.error = error
