@@ -4,7 +4,8 @@ Configuration is data, not code: one YAML file (a mounted ConfigMap in a cluster
 environment variables (``DISPATCHER_<SECTION>__<FIELD>``, or ``DISPATCHER_<FIELD>`` for a
 top-level field) overriding scalar fields; the CLI's own ``DISPATCHER_*`` option defaults have
 no ``__`` and are left alone. A built-in default ships inside the package so every command
-works without any file. A bad file stops the program with a :class:`ConfigError` whose message names the field and the reason.
+works without any file. A bad file stops the program with a :class:`ConfigError` whose message
+names the field and the reason.
 """
 
 from __future__ import annotations
