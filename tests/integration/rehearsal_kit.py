@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import nodes
+from tests.manifests import tools
 
 REPO = Path(__file__).resolve().parents[2]
 FIELD_MANAGER = "burst-dispatcher-deploy"
@@ -130,6 +132,30 @@ def wait_established(api: k8s.ApiClient, names: list[str]) -> None:
         return True
 
     poll(f"CRDs {names} Established", established, 60)
+
+
+def install_crds(admin: k8s.ApiClient, kubectl: Path, kubeconfig: str) -> None:
+    """KEDA's CRDs from its module, and the PodMonitoring stand-in (crds/podmonitorings.yaml)."""
+    try:
+        crds = tools.keda_crds()
+    except tools.ToolUnavailable as exc:
+        tools.unavailable(str(exc))
+    crds.append(yaml.safe_load((Path(__file__).parent / "crds/podmonitorings.yaml").read_text()))
+    apply(kubectl, kubeconfig, crds, force=True)
+    wait_established(admin, [c["metadata"]["name"] for c in crds])
+
+
+def cli(args: list[str], kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+    """`dispatcher ARGS` as its own process, with this kubeconfig's identity."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "DISPATCHER_LOG_FORMAT": "json"}
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 # --- nodes like the environment's pools ---------------------------------------------------------

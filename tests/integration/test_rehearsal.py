@@ -21,9 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -31,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -54,32 +50,7 @@ SWARM = {"small": 60, "medium": 12, "large": 3}
 SIZES = {"small": 1_000_000, "medium": 1_000_000_000, "large": 10_000_000_000}
 OPERATOR_SMALL_CAP = 1  # set by the operator before the swarm; binding with 60 small orders
 POOL_LABEL = "cloud.google.com/gke-nodepool"
-
-
-def _one(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    return tools.one(objs, kind, name)
-
-
-def _install_crds(admin: k8s.ApiClient, kubectl: Path, kubeconfig: str) -> None:
-    try:
-        crds = tools.keda_crds()
-    except tools.ToolUnavailable as exc:
-        tools.unavailable(str(exc))
-    crds.append(yaml.safe_load((Path(__file__).parent / "crds/podmonitorings.yaml").read_text()))
-    kit.apply(kubectl, kubeconfig, crds, force=True)
-    kit.wait_established(admin, [c["metadata"]["name"] for c in crds])
-
-
-def _cli(args: list[str], kubeconfig: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "DISPATCHER_LOG_FORMAT": "json"}
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+ORDER_IDS = "burst-dispatcher.io/order-ids"
 
 
 def _swarm(run: str) -> dict[str, str]:
@@ -135,15 +106,12 @@ def _judge(
     return {"workflows": len(mine), "pods": dict(placed), "peak_live": dict(history.peak_live)}
 
 
-ORDER_IDS = "burst-dispatcher.io/order-ids"
-
-
 def _second_apply(
     admin: k8s.ApiClient, kubectl: Path, kubeconfig: str, app: list[dict[str, Any]]
 ) -> None:
     """KEDA scales; the operator's live edit is in git; the same overlay applies cleanly."""
     apps, core = k8s.AppsV1Api(admin), k8s.CoreV1Api(admin)
-    namespace = _one(app, "Deployment", "burst-dispatcher")["metadata"]["namespace"]
+    namespace = tools.one(app, "Deployment", "burst-dispatcher")["metadata"]["namespace"]
     # As KEDA's HPA does it: an update of the scale subresource.
     scale = apps.read_namespaced_deployment_scale("burst-dispatcher", namespace)
     scale.spec.replicas = 2
@@ -156,12 +124,12 @@ def _second_apply(
     assert "replicas" not in refused.stderr, refused.stderr
     live = core.read_namespaced_config_map("burst-dispatcher-config", namespace).data
     committed = copy.deepcopy(app)
-    _one(committed, "ConfigMap", "burst-dispatcher-config")["data"] = dict(live)
+    tools.one(committed, "ConfigMap", "burst-dispatcher-config")["data"] = dict(live)
     kit.apply(kubectl, kubeconfig, committed)
     assert apps.read_namespaced_deployment_scale("burst-dispatcher", namespace).spec.replicas == 2
     # What this guards: with a count in the manifest the same apply takes the Deployment back
     # from KEDA's 2 to 1 mid-burst (scale updates record no field owner, so nothing conflicts).
-    pinned = copy.deepcopy(_one(app, "Deployment", "burst-dispatcher"))
+    pinned = copy.deepcopy(tools.one(app, "Deployment", "burst-dispatcher"))
     pinned["spec"]["replicas"] = 1
     fought = kit.dry_run(kubectl, kubeconfig, [pinned])
     assert fought.returncode != 0 or json.loads(fought.stdout)["spec"]["replicas"] == 1
@@ -174,16 +142,18 @@ def test_the_dev_overlay_runs_as_shipped(
     started = time.monotonic()
     kubectl, admin_config = cluster_bin_dir / "kubectl", k8s_cluster.kubeconfig
     app = kit.render(kubectl, OVERLAY)
-    config_map = _one(app, "ConfigMap", "burst-dispatcher-config")
+    config_map = tools.one(app, "ConfigMap", "burst-dispatcher-config")
     settings = parse_settings(config_map["data"]["config.yaml"], source="rendered", environ={})
     namespace = settings.namespace
-    deployment = _one(app, "Deployment", "burst-dispatcher")
-    operator_group = _one(app, "RoleBinding", "burst-dispatcher-operator")["subjects"][0]["name"]
+    deployment = tools.one(app, "Deployment", "burst-dispatcher")
+    operator_group = tools.one(app, "RoleBinding", "burst-dispatcher-operator")["subjects"][0][
+        "name"
+    ]
     run = uuid.uuid4().hex[:8]
     orders = _swarm(run)
     replicas: list[DispatcherProcess] = []
     with k8s_cluster.api_client() as admin:
-        _install_crds(admin, kubectl, admin_config)
+        kit.install_crds(admin, kubectl, admin_config)
         kit.ensure_nodes(admin, kit.pool_nodes(kit.render(kubectl, INFRA), "gke-rehearsal-dev"))
         # First apply takes over the objects the cluster tool pre-created from k8s/base.
         kit.apply(kubectl, admin_config, app, force=True)
@@ -227,13 +197,13 @@ def test_the_dev_overlay_runs_as_shipped(
                 first.wait_for("ops_listening", timeout=90)
 
                 # The operator, as a member of the shipped group: may change limits, not more.
-                changed = _cli(
+                changed = kit.cli(
                     ["limits", "set", "--class", "small", "--max-live", str(OPERATOR_SMALL_CAP)],
                     operator_config,
                 )
                 assert changed.returncode == 0, changed.stderr
                 first.wait_for("limits_reloaded", timeout=60)
-                status = _cli(["limits", "status", "--json"], operator_config)
+                status = kit.cli(["limits", "status", "--json"], operator_config)
                 assert status.returncode == 0, status.stderr
                 census = {c["class"]: c["cap"] for c in json.loads(status.stdout)["classes"]}
                 assert census["small"] == OPERATOR_SMALL_CAP
