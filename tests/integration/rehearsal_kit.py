@@ -179,12 +179,24 @@ def pool_nodes(infra: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]
         name = f"{prefix}-{pool['metadata']['name']}"
         node["metadata"]["name"] = name
         node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+        # kwok manages it (annotation); the cluster tool's own `type=kwok` set stays as it was.
+        node["metadata"]["labels"]["type"] = "kwok-rehearsal"
         node["spec"]["taints"] = [
             {"key": t["key"], "value": t["value"], "effect": EFFECTS[t["effect"]]}
             for t in config.get("taint", [])
         ]
         made.append(node)
     return made
+
+
+def delete_nodes(api: k8s.ApiClient, made: list[dict[str, Any]]) -> None:
+    core = k8s.CoreV1Api(api)
+    for node in made:
+        try:
+            core.delete_node(node["metadata"]["name"])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 def ensure_nodes(api: k8s.ApiClient, wanted: list[dict[str, Any]]) -> None:

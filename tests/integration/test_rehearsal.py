@@ -121,6 +121,7 @@ def _second_apply(
     # Until git carries the operator's `limits set`, a server-side apply refuses to undo it.
     refused = kit.dry_run(kubectl, kubeconfig, app)
     assert refused.returncode != 0 and ".data.config.yaml" in refused.stderr, refused.stderr
+    assert '"dispatcher-limits-set"' in refused.stderr, refused.stderr
     assert "replicas" not in refused.stderr, refused.stderr
     live = core.read_namespaced_config_map("burst-dispatcher-config", namespace).data
     committed = copy.deepcopy(app)
@@ -154,7 +155,8 @@ def test_the_dev_overlay_runs_as_shipped(
     replicas: list[DispatcherProcess] = []
     with k8s_cluster.api_client() as admin:
         kit.install_crds(admin, kubectl, admin_config)
-        kit.ensure_nodes(admin, kit.pool_nodes(kit.render(kubectl, INFRA), "gke-rehearsal-dev"))
+        pool_nodes = kit.pool_nodes(kit.render(kubectl, INFRA), "gke-rehearsal-dev")
+        kit.ensure_nodes(admin, pool_nodes)
         # First apply takes over the objects the cluster tool pre-created from k8s/base.
         kit.apply(kubectl, admin_config, app, force=True)
         applied = time.monotonic()
@@ -257,6 +259,7 @@ def test_the_dev_overlay_runs_as_shipped(
             kit.delete_workflows(admin, namespace, orders)
             with contextlib.suppress(ApiException):  # its pods are kwok's fakes: not kept
                 k8s.AppsV1Api(admin).delete_namespaced_deployment("burst-dispatcher", namespace)
+            kit.delete_nodes(admin, pool_nodes)
     print(
         f"\nrehearsal: {len(orders)} orders -> {verdict['workflows']} Workflows, "
         f"pods {verdict['pods']}, peak live {verdict['peak_live']}; apply "
