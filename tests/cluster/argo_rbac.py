@@ -63,11 +63,17 @@ def module_dir() -> Path:
     return Path(info["Dir"])
 
 
-def rbac_objects(namespace: str) -> list[dict[str, Any]]:
-    root = module_dir()
+def rbac_objects(namespace: str, share: Path | None = None) -> list[dict[str, Any]]:
+    """Argo's objects, from build.sh's copy in `share/argo-rbac` (builds before it made that
+    copy fall back to the module cache, downloading the module if needed)."""
+    copied = share / "argo-rbac" if share is not None else None
+    if copied is not None and copied.is_dir():
+        paths = [copied / Path(name).name for name in RBAC_FILES]
+    else:
+        paths = [module_dir() / name for name in RBAC_FILES]
     objects = []
-    for name in RBAC_FILES:
-        for doc in yaml.safe_load_all((root / name).read_text()):
+    for path in paths:
+        for doc in yaml.safe_load_all(path.read_text()):
             if not doc:
                 continue
             if doc["kind"] in {"ServiceAccount", "Role", "RoleBinding"}:
@@ -79,10 +85,15 @@ def rbac_objects(namespace: str) -> list[dict[str, Any]]:
 
 
 def controller_kubeconfig(
-    api_client: k8s.ApiClient, *, namespace: str, admin_kubeconfig: Path, path: Path
+    api_client: k8s.ApiClient,
+    *,
+    namespace: str,
+    admin_kubeconfig: Path,
+    path: Path,
+    share: Path | None = None,
 ) -> Path:
     """Create Argo's RBAC in `namespace` and a kubeconfig holding the `argo` account's token."""
-    for doc in rbac_objects(namespace):
+    for doc in rbac_objects(namespace, share):
         k8s_utils.create_from_dict(api_client, doc)
     request = {
         "apiVersion": "authentication.k8s.io/v1",

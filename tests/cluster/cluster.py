@@ -347,6 +347,7 @@ def _up_locked(quiet: bool, started_by: str) -> ClusterInfo:
                 namespace=ARGO_NAMESPACE,
                 admin_kubeconfig=kubeconfig,
                 path=state / "argo.kubeconfig",
+                share=share_dir(bins),
             )
             argo = starter.start(
                 "workflow-controller",
