@@ -58,6 +58,11 @@ def _swarm(run: str) -> dict[str, str]:
     return {f"rh-{run}-{c}-{i:03d}": c for c, n in SWARM.items() for i in range(n)}
 
 
+def _order(order_id: str, size_class: str) -> str:
+    size = SIZES[size_class]
+    return json.dumps({"order_id": order_id, "input": {"uri": "gs://in/x", "size_bytes": size}})
+
+
 def _replica(
     deployment: dict[str, Any], *, mount: Path, env: dict[str, str], log: Path
 ) -> DispatcherProcess:
@@ -103,7 +108,13 @@ def _judge(
     caps["small"] = OPERATOR_SMALL_CAP
     for size_class, peak in history.peak_live.items():
         assert peak <= caps[size_class], f"{size_class}: {peak} live > cap {caps[size_class]}"
-    return {"workflows": len(mine), "pods": dict(placed), "peak_live": dict(history.peak_live)}
+    replicas = {b["metadata"]["labels"].get("burst-dispatcher.io/replica") for b in mine.values()}
+    return {
+        "workflows": len(mine),
+        "pods": dict(placed),
+        "peak_live": dict(history.peak_live),
+        "replicas": replicas,
+    }
 
 
 def _second_apply(
@@ -147,9 +158,8 @@ def test_the_dev_overlay_runs_as_shipped(
     settings = parse_settings(config_map["data"]["config.yaml"], source="rendered", environ={})
     namespace = settings.namespace
     deployment = tools.one(app, "Deployment", "burst-dispatcher")
-    operator_group = tools.one(app, "RoleBinding", "burst-dispatcher-operator")["subjects"][0][
-        "name"
-    ]
+    operators = tools.one(app, "RoleBinding", "burst-dispatcher-operator")
+    operator_group = operators["subjects"][0]["name"]
     run = uuid.uuid4().hex[:8]
     orders = _swarm(run)
     replicas: list[DispatcherProcess] = []
@@ -216,10 +226,7 @@ def test_the_dev_overlay_runs_as_shipped(
                     )  # fmt: skip
                     assert can == 1, f"the operator may {verb} {resource}"
 
-                futures = [
-                    pub.publish(topic, json.dumps(_order(oid, c)).encode())
-                    for oid, c in orders.items()
-                ]
+                futures = [pub.publish(topic, _order(oid, c).encode()) for oid, c in orders.items()]
                 for future in futures:
                     future.result(timeout=60)
                 published = time.monotonic()
@@ -247,6 +254,11 @@ def test_the_dev_overlay_runs_as_shipped(
                     300,
                 )
                 verdict = _judge(history, orders, settings, pools)
+                # Both identities created Workflows: the new replica took the rest of the swarm.
+                assert verdict["replicas"] == {
+                    f"burst-dispatcher-{run}-a",
+                    f"burst-dispatcher-{run}-b",
+                }
                 assert volume.updates >= 1
             for process in replicas:
                 assert _forbidden(process) == [], f"403 in {process.log_path}"
@@ -267,13 +279,6 @@ def test_the_dev_overlay_runs_as_shipped(
         f"{restarted - published:.1f}s, all Succeeded {done - published:.1f}s, "
         f"total {time.monotonic() - started:.1f}s"
     )
-
-
-def _order(order_id: str, size_class: str) -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "input": {"uri": f"gs://in/{order_id}", "size_bytes": SIZES[size_class]},
-    }
 
 
 def _mine(history: History, orders: dict[str, str]) -> dict[str, dict[str, Any]]:
