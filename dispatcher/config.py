@@ -1,9 +1,11 @@
 """The dispatcher's configuration: size classes and limits, validated once at start-up.
 
 Configuration is data, not code: one YAML file (a mounted ConfigMap in a cluster), with
-environment variables (``DISPATCHER_<SECTION>__<FIELD>``) overriding scalar fields. A built-in
-default ships inside the package so every command works without any file. A bad file stops
-the program with a :class:`ConfigError` whose message names the field and the reason.
+environment variables (``DISPATCHER_<SECTION>__<FIELD>``, or ``DISPATCHER_<FIELD>`` for a
+top-level field) overriding scalar fields; the CLI's own ``DISPATCHER_*`` option defaults have
+no ``__`` and are left alone. A built-in default ships inside the package so every command
+works without any file. A bad file stops the program with a :class:`ConfigError` whose message
+names the field and the reason.
 """
 
 from __future__ import annotations
@@ -106,6 +108,20 @@ def parse_settings(text: str, *, source: str, environ: Mapping[str, str]) -> Set
 _ENV_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
+def _is_config_override(rest: str) -> bool:
+    """Whether ``DISPATCHER_<rest>`` is a configuration override or one of the CLI's own names.
+
+    Two namespaces share the prefix: config overrides are ``<SECTION>__<FIELD>`` (always a
+    double underscore) or exactly a top-level scalar field (``ENVIRONMENT``); the CLI's option
+    defaults (``DEAD_LETTER_SUBSCRIPTION``, ``ORDERS_TOPIC``, ``LOG_FORMAT`` ...) never contain
+    ``__`` and name no top-level field (tests/unit/test_config.py walks every option to keep it
+    so). A misspelt ``SECTION__FIELD`` still fails validation instead of being ignored.
+    """
+    if not _ENV_KEY.match(rest):
+        return False
+    return "__" in rest or rest.lower() in _TOP_LEVEL_SCALARS
+
+
 def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """Overlay ``DISPATCHER_SECTION__FIELD=value`` on the file; values are parsed as YAML."""
     merged: dict[str, Any] = dict(raw)
@@ -113,7 +129,7 @@ def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dic
         if not key.startswith(ENV_PREFIX) or key == ENV_CONFIG_FILE:
             continue
         rest = key[len(ENV_PREFIX) :]
-        if not _ENV_KEY.match(rest) or rest in {"LOG_FORMAT", "LOG_LEVEL"}:
+        if not _is_config_override(rest):
             continue
         path = [part.lower() for part in rest.split("__")]
         node = merged
@@ -123,6 +139,13 @@ def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dic
             node = node[part]
         node[path[-1]] = yaml.safe_load(value) if value else value
     return merged
+
+
+_TOP_LEVEL_SCALARS = frozenset(
+    name
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.default, str | int | float | bool)
+)
 
 
 def _describe(source: str, exc: ValidationError) -> str:

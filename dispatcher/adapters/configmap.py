@@ -36,6 +36,11 @@ class ConfigMapText:
         return f"configmap {self.namespace}/{self.name} key {self.key}"
 
 
+# Names the live edit in the ConfigMap's managedFields: a later server-side apply of an overlay
+# that does not carry the same file reports a conflict with this manager.
+FIELD_MANAGER = "dispatcher-limits-set"
+
+
 def read_config(api: Any, *, namespace: str, name: str, key: str = DEFAULT_KEY) -> ConfigMapText:
     try:
         found = client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
@@ -64,7 +69,7 @@ def write_config(api: Any, current: ConfigMapText, text: str, *, dry_run: bool) 
     kwargs: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
     try:
         patched = client.CoreV1Api(api).patch_namespaced_config_map(
-            current.name, current.namespace, body, **kwargs
+            current.name, current.namespace, body, field_manager=FIELD_MANAGER, **kwargs
         )
     except ApiException as exc:
         raise translate(exc, what=f"patching configmap {current.namespace}/{current.name}") from exc

@@ -197,8 +197,8 @@ def set_command(
     The ConfigMap's config.yaml is edited in place (comments stay), validated like the service
     validates it (an invalid value is refused with the field and the reason), shown as a diff
     and patched only if nobody changed it since it was read. The kubelet syncs the mounted file
-    within about a minute; the dispatcher then logs limits_reloaded. Keep the overlay in git in
-    step, or the next deploy puts the old values back.
+    within about a minute; the dispatcher then logs limits_reloaded. Commit the same change to
+    the overlay: until then a server-side apply of it stops with a conflict on the ConfigMap.
 
     Example: dispatcher limits set --class small --max-live 80 --rate 10
     """

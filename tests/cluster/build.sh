@@ -108,8 +108,12 @@ argo_dir="$(cd "${here}/argolint" && go list -m -f '{{.Dir}}' github.com/argopro
 kwok_dir="$(cd "${here}/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
 [[ -n "${gomodcache}" && -d "${argo_dir}" && -d "${kwok_dir}" ]]
 rm -rf "${share}"
-mkdir -p "${share}/argo-crds" "${share}/kwok-stages"
+mkdir -p "${share}/argo-crds" "${share}/kwok-stages" "${share}/argo-rbac"
 cp "${argo_dir}"/manifests/base/crds/minimal/argoproj.io_*.yaml "${share}/argo-crds/"
+# The controller's own identity (tests/cluster/argo_rbac.py): Argo's cluster-install RBAC.
+cp "${argo_dir}"/manifests/base/workflow-controller/workflow-controller-sa.yaml \
+  "${argo_dir}"/manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-controller-{clusterrole,clusterrolebinding,role,rolebinding}.yaml \
+  "${share}/argo-rbac/"
 stages="${kwok_dir}/kustomize/stage"
 cp "${stages}/node/fast/node-initialize.yaml" \
   "${stages}/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \

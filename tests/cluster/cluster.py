@@ -1,9 +1,10 @@
 """Bring the local test cluster up and down.
 
 Why: one place owns the start order and the readiness checks (etcd -> kube-apiserver ->
-scheduler, controller-manager, kwok -> Argo CRDs, nodes, namespaces -> workflow-controller ->
-a smoke Workflow), so the CLI and the pytest plugin get the same, fully working cluster or a
-clear error with the failing component's log. Everything binds 127.0.0.1 on ports free at start.
+scheduler, controller-manager, kwok -> Argo CRDs, nodes, namespaces -> workflow-controller, as
+Argo's own least-privilege ServiceAccount (argo_rbac.py) -> a smoke Workflow), so the CLI and
+the pytest plugin get the same, fully working cluster or a clear error with the failing
+component's log. Everything binds 127.0.0.1 on ports free at start.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from kubernetes import config as k8s_config
 from kubernetes import utils as k8s_utils
 from kubernetes.client.rest import ApiException
 
-from tests.cluster import nodes, procs
+from tests.cluster import argo_rbac, nodes, procs
 from tests.cluster.certs import Pki, make_pki
 from tests.cluster.paths import CLUSTER_DIR, REPO_ROOT, bin_dir, share_dir, state_dir
 
@@ -340,10 +341,18 @@ def _up_locked(quiet: bool, started_by: str) -> ClusterInfo:
             _install_argo_crds(api_client, bins)
             _create_base_objects(api_client)
             say("Argo CRDs established; namespaces, configmap and nodes created")
+            # Not admin: Argo's own install RBAC, so a permission the manifests need shows up.
+            argo_kubeconfig = argo_rbac.controller_kubeconfig(
+                api_client,
+                namespace=ARGO_NAMESPACE,
+                admin_kubeconfig=kubeconfig,
+                path=state / "argo.kubeconfig",
+                share=share_dir(bins),
+            )
             argo = starter.start(
                 "workflow-controller",
                 [
-                    f"--kubeconfig={kubeconfig}",
+                    f"--kubeconfig={argo_kubeconfig}",
                     f"--namespace={ARGO_NAMESPACE}",
                     f"--configmap={ARGO_CONFIGMAP}",
                     "--executor-image=quay.io/argoproj/argoexec:v4.0.5",

@@ -59,6 +59,11 @@ class DispatcherProcess:
             time.sleep(0.05)
         raise AssertionError(f"no {message!r} log line within {timeout}s; see {self.log_path}")
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every JSON log line so far."""
+        with self._lock:
+            return list(self.events)
+
     def logged(self, message: str) -> list[dict[str, Any]]:
         with self._lock:
             return [e for e in self.events if e.get("message") == message]

@@ -283,3 +283,19 @@ def test_a_missing_subscription_is_a_clear_error(dead_letters: Any) -> None:
         "dead-letter", "inspect", "--subscription", dead_letters.dlq.subscription + "-nope"
     )
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_the_cli_own_variables_are_not_taken_for_config_overrides(dead_letters: Any) -> None:
+    # docs/operations.md documents these as defaults for the CLI's options; the configuration
+    # overrides (DISPATCHER_<SECTION>__<FIELD>) must not read them as unknown config fields.
+    env = {
+        "DISPATCHER_DEAD_LETTER_SUBSCRIPTION": dead_letters.dlq.subscription,
+        "DISPATCHER_ORDERS_TOPIC": dead_letters.orders.topic,
+        "DISPATCHER_RESULTS_TOPIC": "projects/p/topics/order-results",
+        "DISPATCHER_LIMITS__BURST": "7",
+    }
+    result = CliRunner(env=env).invoke(
+        cli, ["--log-format", "json", "dead-letter", "inspect", "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["scanned"] == 7

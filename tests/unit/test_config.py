@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -70,6 +71,36 @@ def test_bad_environment_override_is_reported() -> None:
     env = {"DISPATCHER_LIMITS__BURST": "many"}
     with pytest.raises(ConfigError, match=r"limits\.burst"):
         parse_settings(default_config_text(), source="d", environ=env)
+
+
+def _cli_envvars(command: click.Command) -> set[str]:
+    names = {str(p.envvar) for p in command.params if isinstance(p.envvar, str)}
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            names |= _cli_envvars(sub)
+    return names
+
+
+def test_cli_variables_and_config_overrides_do_not_share_names() -> None:
+    cli_vars = {v for v in _cli_envvars(cli) if v.startswith("DISPATCHER_")}
+    assert {"DISPATCHER_DEAD_LETTER_SUBSCRIPTION", "DISPATCHER_ORDERS_TOPIC"} <= cli_vars
+    env = dict.fromkeys(cli_vars, "projects/p/subscriptions/x")
+    del env["DISPATCHER_CONFIG"]  # the file itself, not an override
+    env["DISPATCHER_LIMITS__BURST"] = "7"
+    settings = parse_settings(default_config_text(), source="d", environ=env)
+    assert settings.limits.burst == 7
+    only_override = {"DISPATCHER_LIMITS__BURST": "7"}
+    expected = parse_settings(default_config_text(), source="d", environ=only_override)
+    assert settings.model_dump() == expected.model_dump()
+
+
+def test_misspelt_section_override_is_refused_not_ignored() -> None:
+    with pytest.raises(ConfigError, match="workflow_per_second"):
+        parse_settings(
+            default_config_text(),
+            source="d",
+            environ={"DISPATCHER_LIMITS__WORKFLOW_PER_SECOND": "3"},
+        )
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
