@@ -5,7 +5,8 @@
   rejects a broken template (so the check can fail).
 - Every app overlay passes a server-side dry-run apply with strict field validation on the test
   cluster, with Argo's CRDs (installed by the cluster tool) and KEDA's (installed here from the
-  Go module cache).
+  Go module cache); so does every infra overlay, with Config Connector's real CRDs
+  (../shared/crds, installed here).
 - End to end on kwok nodes shaped like the GKE pools: the dispatcher's own rendered Workflows run
   the real template to Succeeded on the class's pool with optional steps skipped as asked; a
   failing order fails alone and the exit handler reports it; a preempted step is retried, and a
@@ -95,18 +96,15 @@ def _apply(kubectl: Path, kubeconfig: str, docs: list[dict[str, Any]], *, dry_ru
     return proc.stdout
 
 
-@pytest.fixture(scope="module")
-def keda_crds_installed(cluster: Any, kubectl: Path) -> None:
-    try:
-        crds = tools.keda_crds()
-    except tools.ToolUnavailable as exc:
-        tools.unavailable(str(exc))
-    _apply(kubectl, cluster.kubeconfig, crds, dry_run=False)
+def install_crds(kubectl: Path, kubeconfig: str, crds: list[dict[str, Any]]) -> None:
+    """Server-side apply CRDs (idempotent, shared by concurrent sessions) and wait until the
+    API server serves them."""
+    _apply(kubectl, kubeconfig, crds, dry_run=False)
     names = [f"crd/{c['metadata']['name']}" for c in crds]
     proc = _run(
         [
             str(kubectl),
-            f"--kubeconfig={cluster.kubeconfig}",
+            f"--kubeconfig={kubeconfig}",
             "wait",
             "--for=condition=Established",
             "--timeout=60s",
@@ -114,6 +112,15 @@ def keda_crds_installed(cluster: Any, kubectl: Path) -> None:
         ]
     )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def keda_crds_installed(cluster: Any, kubectl: Path) -> None:
+    try:
+        crds = tools.keda_crds()
+    except tools.ToolUnavailable as exc:
+        tools.unavailable(str(exc))
+    install_crds(kubectl, cluster.kubeconfig, crds)
 
 
 # --- Argo's validator --------------------------------------------------------------------------
@@ -208,19 +215,62 @@ def test_overlay_server_side_dry_run(env: str, cluster: Any, kubectl: Path) -> N
     assert out.count("(server dry run)") == len(objs), out
 
 
+@pytest.fixture(scope="module")
+def kcc_crds_installed(cluster: Any, kubectl: Path) -> None:
+    """Config Connector's real CRDs (../shared/crds), installed so the API server validates."""
+    try:
+        crds = list(tools.kcc_crds())
+    except tools.ToolUnavailable as exc:
+        tools.unavailable(str(exc))
+    install_crds(kubectl, cluster.kubeconfig, crds)
+
+
 @pytest.mark.cluster
 @pytest.mark.parametrize("env", tools.ENVIRONMENTS)
-def test_infra_overlay_server_side_dry_run(env: str) -> None:
-    # Config Connector's CRDs would be needed; the Go module proxy refuses that module
-    # (403 "This module version is not available"). Field names are checked in test_schemas.py.
+@pytest.mark.usefixtures("kcc_crds_installed")
+def test_infra_overlay_server_side_dry_run(env: str, cluster: Any, kubectl: Path) -> None:
+    """Every object of the infra overlay, dry-run with strict field validation. The namespace
+    is made unique per run (the only change), and exists for real so its objects can be
+    checked; it is deleted afterwards."""
+    objs = copy.deepcopy(tools.render(tools.OVERLAYS[f"infra-{env}"]))
+    namespace = f"bd-infra-{env}-{uuid.uuid4().hex[:8]}"
+    for obj in objs:
+        if obj["kind"] == "Namespace":
+            obj["metadata"]["name"] = namespace
+        else:
+            obj["metadata"]["namespace"] = namespace
+    base = [str(kubectl), f"--kubeconfig={cluster.kubeconfig}"]
+    proc = _run([*base, "create", "namespace", namespace])
+    assert proc.returncode == 0, proc.stderr
     try:
-        tools.go_module_dir(
-            "github.com/GoogleCloudPlatform/k8s-config-connector",
-            tools.versions().get("KCC_VERSION", "latest"),
-        )
-    except tools.ToolUnavailable as exc:
-        pytest.skip(f"Config Connector CRDs unavailable: {exc}")
-    pytest.fail("Config Connector module now downloads: install its CRDs and dry-run infra-" + env)
+        out = _apply(kubectl, cluster.kubeconfig, objs, dry_run=True)
+    finally:
+        _run([*base, "delete", "namespace", namespace, "--wait=false"])
+    assert out.count("(server dry run)") == len(objs), out
+    assert len({o["kind"] for o in objs}) >= 13, "every Config Connector kind is checked"
+
+
+@pytest.mark.cluster
+@pytest.mark.usefixtures("kcc_crds_installed")
+def test_infra_dry_run_can_fail(cluster: Any, kubectl: Path) -> None:
+    (pool, *_) = tools.find(tools.render(tools.OVERLAYS["infra-dev"]), "ContainerNodePool")
+    pool = copy.deepcopy(pool)
+    pool["metadata"]["namespace"] = "default"
+    pool["spec"]["autoscaling"]["totalMaxNodeCountt"] = 3
+    proc = _run(
+        [
+            str(kubectl),
+            f"--kubeconfig={cluster.kubeconfig}",
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-f",
+            "-",
+        ],
+        stdin=yaml.safe_dump(pool),
+    )
+    assert proc.returncode != 0
+    assert "totalMaxNodeCountt" in proc.stderr
 
 
 # --- end to end --------------------------------------------------------------------------------

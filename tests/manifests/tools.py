@@ -176,6 +176,26 @@ def keda_crds() -> list[dict[str, Any]]:
     ]
 
 
+def kcc_crds_dir() -> Path:
+    """The real Config Connector CRDs (../shared/crds/config-connector beside the clone, as in
+    CI; BURST_DISPATCHER_KCC_CRDS overrides). The Go module proxy does not serve them."""
+    override = os.environ.get("BURST_DISPATCHER_KCC_CRDS")
+    path = Path(override) if override else REPO.parent / "shared" / "crds" / "config-connector"
+    if not path.is_dir():
+        raise ToolUnavailable(f"Config Connector CRDs not found at {path} (see DESIGN.md)")
+    return path
+
+
+@functools.cache
+def kcc_crds() -> tuple[dict[str, Any], ...]:
+    return tuple(
+        doc
+        for path in sorted(kcc_crds_dir().glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    )
+
+
 def crd_schema(crds: list[dict[str, Any]], api_version: str, kind: str) -> dict[str, Any]:
     group, _, version = api_version.partition("/")
     for crd in crds:
