@@ -627,3 +627,20 @@ def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
     if obj["kind"] == "WorkflowTemplate":
         return [t["container"] for t in obj["spec"]["templates"] if "container" in t]
     return []
+
+
+def test_every_class_has_scratch_space_that_fits_its_nodes(
+    infra: list[dict[str, Any]], app: list[dict[str, Any]], settings: Settings
+) -> None:
+    import json
+
+    sizes = json.loads(_param(_template(app), "scratch-sizes"))
+    assert set(sizes) == {c.name for c in settings.classes}, "scratch-sizes: one entry per class"
+    pools = _pools(infra)
+    for size_class in settings.classes:
+        for pool_name in {size_class.node_pool, size_class.fallback_node_pool or size_class.node_pool}:
+            disk_gb = pools[pool_name]["spec"]["nodeConfig"].get("diskSizeGb", 100)
+            # GKE keeps about a third of a small boot disk for the system and images.
+            assert _quantity(sizes[size_class.name]) <= disk_gb * 1e9 * 0.6, (
+                f"{size_class.name} scratch on {pool_name}"
+            )
