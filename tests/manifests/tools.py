@@ -182,7 +182,7 @@ def kcc_crds_dir() -> Path:
     override = os.environ.get("BURST_DISPATCHER_KCC_CRDS")
     path = Path(override) if override else REPO.parent / "shared" / "crds" / "config-connector"
     if not path.is_dir():
-        raise ToolUnavailable(f"Config Connector CRDs not found at {path} (see DESIGN.md)")
+        raise ToolUnavailable(f"Config Connector CRDs not found at {path} (see ../shared/crds/README.md)")
     return path
 
 
