@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # The documents whose references must resolve: every doc and the README.
-DOCUMENTS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+DOCUMENTS = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
 SHELL_LANGUAGES = {"sh", "bash", "shell"}
 
 _FENCE = re.compile(r"^```([A-Za-z0-9_-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
@@ -53,11 +53,7 @@ def shell_blocks(document: Path) -> list[Block]:
 def anchor(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
     text = re.sub(r"`|\*\*|__", "", heading).strip().lower()
-    kept = "".join(
-        ch
-        for ch in text
-        if ch in " -_" or unicodedata.category(ch)[0] in "LN"
-    )
+    kept = "".join(ch for ch in text if ch in " -_" or unicodedata.category(ch)[0] in "LN")
     return kept.replace(" ", "-")
 
 
