@@ -96,31 +96,13 @@ def _apply(kubectl: Path, kubeconfig: str, docs: list[dict[str, Any]], *, dry_ru
     return proc.stdout
 
 
-def install_crds(kubectl: Path, kubeconfig: str, crds: list[dict[str, Any]]) -> None:
-    """Server-side apply CRDs (idempotent, shared by concurrent sessions) and wait until the
-    API server serves them."""
-    _apply(kubectl, kubeconfig, crds, dry_run=False)
-    names = [f"crd/{c['metadata']['name']}" for c in crds]
-    proc = _run(
-        [
-            str(kubectl),
-            f"--kubeconfig={kubeconfig}",
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *names,
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr
-
-
 @pytest.fixture(scope="module")
 def keda_crds_installed(cluster: Any, kubectl: Path) -> None:
     try:
         crds = tools.keda_crds()
     except tools.ToolUnavailable as exc:
         tools.unavailable(str(exc))
-    install_crds(kubectl, cluster.kubeconfig, crds)
+    tools.install_crds(kubectl, cluster.kubeconfig, crds)
 
 
 # --- Argo's validator --------------------------------------------------------------------------
@@ -222,7 +204,7 @@ def kcc_crds_installed(cluster: Any, kubectl: Path) -> None:
         crds = list(tools.kcc_crds())
     except tools.ToolUnavailable as exc:
         tools.unavailable(str(exc))
-    install_crds(kubectl, cluster.kubeconfig, crds)
+    tools.install_crds(kubectl, cluster.kubeconfig, crds)
 
 
 @pytest.mark.cluster

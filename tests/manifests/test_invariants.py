@@ -638,7 +638,10 @@ def test_every_class_has_scratch_space_that_fits_its_nodes(
     assert set(sizes) == {c.name for c in settings.classes}, "scratch-sizes: one entry per class"
     pools = _pools(infra)
     for size_class in settings.classes:
-        for pool_name in {size_class.node_pool, size_class.fallback_node_pool or size_class.node_pool}:
+        for pool_name in {
+            size_class.node_pool,
+            size_class.fallback_node_pool or size_class.node_pool,
+        }:
             disk_gb = pools[pool_name]["spec"]["nodeConfig"].get("diskSizeGb", 100)
             # GKE keeps about a third of a small boot disk for the system and images.
             assert _quantity(sizes[size_class.name]) <= disk_gb * 1e9 * 0.6, (

@@ -98,13 +98,18 @@ def test_config_connector_objects_match_the_real_crds(
 
 
 def test_config_connector_check_can_fail(kcc_crds: list[dict[str, Any]]) -> None:
-    schema = tools.crd_schema(kcc_crds, "container.cnrm.cloud.google.com/v1beta1", "ContainerNodePool")
+    schema = tools.crd_schema(
+        kcc_crds, "container.cnrm.cloud.google.com/v1beta1", "ContainerNodePool"
+    )
     bad = {
         "spec": {
             "clusterRef": {"name": "c"},
             "location": "europe-west1",
             "autoscaling": {"totalMaxNodeCount": "3"},
-            "nodeConfig": {"spott": True, "taint": [{"key": "k", "value": "v", "efect": "NO_SCHEDULE"}]},
+            "nodeConfig": {
+                "spott": True,
+                "taint": [{"key": "k", "value": "v", "efect": "NO_SCHEDULE"}],
+            },
         }
     }
     assert list(tools.schema_errors(bad, schema)) == [
