@@ -68,7 +68,11 @@ def kubectl() -> Path:
 @pytest.fixture(scope="module")
 def crds() -> dict[str, list[dict[str, Any]]]:
     try:
-        return {"kcc": list(tools.kcc_crds()), "keda": tools.keda_crds()}
+        return {
+            "kcc": list(tools.kcc_crds()),
+            "keda": tools.keda_crds(),
+            "gmp": [tools.podmonitoring_crd()],
+        }
     except tools.ToolUnavailable as exc:
         tools.unavailable(str(exc))
 
@@ -178,8 +182,9 @@ def test_the_guides_run_as_written(
     tmp_path: Path,
 ) -> None:
     kubeconfig = k8s_cluster.kubeconfig
-    # What the Config Connector add-on and `helm install keda` would have installed.
-    tools.install_crds(kubectl, kubeconfig, crds["kcc"] + crds["keda"])
+    # What the Config Connector add-on, `helm install keda` and GKE's Managed Prometheus
+    # would have installed.
+    tools.install_crds(kubectl, kubeconfig, crds["kcc"] + crds["keda"] + crds["gmp"])
     _kubectl(
         kubectl,
         kubeconfig,

@@ -99,7 +99,7 @@ def _apply(kubectl: Path, kubeconfig: str, docs: list[dict[str, Any]], *, dry_ru
 @pytest.fixture(scope="module")
 def keda_crds_installed(cluster: Any, kubectl: Path) -> None:
     try:
-        crds = tools.keda_crds()
+        crds = [*tools.keda_crds(), tools.podmonitoring_crd()]
     except tools.ToolUnavailable as exc:
         tools.unavailable(str(exc))
     tools.install_crds(kubectl, cluster.kubeconfig, crds)

@@ -647,3 +647,15 @@ def test_every_class_has_scratch_space_that_fits_its_nodes(
             assert _quantity(sizes[size_class.name]) <= disk_gb * 1e9 * 0.6, (
                 f"{size_class.name} scratch on {pool_name}"
             )
+
+
+def test_managed_prometheus_scrapes_the_dispatcher(app: list[dict[str, Any]]) -> None:
+    (monitor,) = tools.find(app, "PodMonitoring")
+    pod = _deployment(app)["spec"]["template"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items(), "selects the dispatcher's pods"
+    ports = {
+        p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])
+    }
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in ports and endpoint["path"] == "/metrics"

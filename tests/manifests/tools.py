@@ -198,6 +198,14 @@ def kcc_crds() -> tuple[dict[str, Any], ...]:
     )
 
 
+def podmonitoring_crd() -> dict[str, Any]:
+    """Managed Prometheus's PodMonitoring: a stand-in with the fields the project uses (the
+    real definition is not served by any registry reachable here; see the file's header)."""
+    path = REPO / "tests" / "integration" / "crds" / "podmonitorings.yaml"
+    crd: dict[str, Any] = yaml.safe_load(path.read_text())
+    return crd
+
+
 def install_crds(kubectl: Path, kubeconfig: str, crds: list[dict[str, Any]]) -> None:
     """Server-side apply CRDs into a cluster (idempotent, so concurrent test sessions may
     share it) and wait until the API server serves them."""
