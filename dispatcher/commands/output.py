@@ -10,7 +10,6 @@ from typing import Any
 import click
 from rich.console import Console
 
-
 # Width of a table written to a pipe or file: wide enough that no real row is cut or wrapped.
 PIPE_WIDTH = 1000
 
