@@ -271,11 +271,13 @@ def _e2e_variant(template: dict[str, Any], namespace: str, run_id: str) -> dict[
     step = next(t for t in variant["spec"]["templates"] if t["name"] == "step")
     order_id = "inputs.parameters['order-id']"
     is_process = "inputs.parameters.step == 'process'"
-    step["metadata"]["annotations"] = {
-        "burst-dispatcher.test/fail": f"{{{{={is_process} && ({order_id} startsWith 'fail-') ? 'true' : 'false'}}}}",
-        "burst-dispatcher.test/preempt": f"{{{{=!({is_process}) ? 'false' : ({order_id} startsWith 'doomed-') ? 'always' : "
-        f"({order_id} startsWith 'flaky-') ? 'true' : 'false'}}}}",
-    }
+    step["metadata"].setdefault("annotations", {}).update(
+        {
+            "burst-dispatcher.test/fail": f"{{{{={is_process} && ({order_id} startsWith 'fail-') ? 'true' : 'false'}}}}",
+            "burst-dispatcher.test/preempt": f"{{{{=!({is_process}) ? 'false' : ({order_id} startsWith 'doomed-') ? 'always' : "
+            f"({order_id} startsWith 'flaky-') ? 'true' : 'false'}}}}",
+        }
+    )
     return variant
 
 
@@ -434,7 +436,18 @@ def test_batch_succeeds_on_the_class_pool_with_optional_steps(e2e: E2E) -> None:
         assert pod.spec.node_selector == {POOL_LABEL: "small-spot"}
         assert e2e.pool_of(pod) == "small-spot"
         (main,) = [c for c in pod.spec.containers if c.name == "main"]
-        assert main.resources.requests == {"cpu": "500m", "memory": "1Gi"}
+        assert main.resources.requests == {
+            "cpu": "500m",
+            "memory": "1Gi",
+            "ephemeral-storage": "4Gi",  # the small class's scratch-sizes entry
+        }
+        assert main.resources.limits["ephemeral-storage"] == "4Gi"
+        (scratch,) = [v for v in pod.spec.volumes if v.name == "scratch"]
+        assert scratch.empty_dir.size_limit == "4Gi"
+        assert [(m.name, m.mount_path) for m in main.volume_mounts if m.name == "scratch"] == [
+            ("scratch", "/scratch")
+        ]
+        assert pod.metadata.annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
         assert pod.spec.priority_class_name == "burst-dispatcher-batch"
         assert pod.spec.service_account_name == "burst-dispatcher-workflow"
     (report,) = [p for n, p in pods.items() if n.startswith(f"{name}.onExit(")]
