@@ -69,12 +69,12 @@ def _condition(infra: list[dict[str, Any]], policy: str) -> list[dict[str, Any]]
 def test_backlog_alert_covers_every_subscription_the_dispatcher_reads(
     env: str, infra: list[dict[str, Any]], settings: Any
 ) -> None:
-    regexes = {
-        re.search(r'monitoring\.regex\.full_match\("([^"]+)"\)', c["conditionThreshold"]["filter"])[
-            1
-        ]  # type: ignore[index]
-        for c in _condition(infra, "burst-dispatcher-backlog")
-    }
+    full_match = re.compile(r'monitoring\.regex\.full_match\("([^"]+)"\)')
+    regexes = set()
+    for condition in _condition(infra, "burst-dispatcher-backlog"):
+        found = full_match.search(condition["conditionThreshold"]["filter"])
+        assert found, condition["displayName"]
+        regexes.add(found[1])
     (pattern,) = regexes
     read = {_short(p, "subscriptions", env) for p in _read_subscriptions(settings)}
     declared = {s["metadata"]["name"] for s in tools.find(infra, "PubSubSubscription")}
