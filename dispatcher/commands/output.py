@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 import click
 from rich.console import Console
 
+# Width of a table written to a pipe or file: wide enough that no real row is cut or wrapped.
+PIPE_WIDTH = 1000
+
 
 def console(*, stderr: bool = False) -> Console:
     """A console that prints data as it is: order ids and details may contain "[...]",
-    which Rich would otherwise take for markup and drop."""
-    return Console(markup=False, stderr=stderr)
+    which Rich would otherwise take for markup and drop.
+
+    Piped (`| grep`, `> file`) Rich would assume 80 columns and cut or wrap the tables, so a
+    stream that is not a terminal gets PIPE_WIDTH; an explicit COLUMNS still wins."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if "COLUMNS" not in os.environ and not stream.isatty():
+        width = PIPE_WIDTH
+    return Console(markup=False, stderr=stderr, width=width)
 
 
 def print_json(document: Any) -> None:

@@ -29,16 +29,4 @@ fi
 # CRD sources: the module zip lands in the module cache, where tools.py finds it.
 go mod download "github.com/kedacore/keda/v2@${KEDA_VERSION}" >&2
 
-# Config Connector field names (see tools.py): optional, needs npm.
-models="${BURST_DISPATCHER_CACHE:-${HOME}/.cache/burst-dispatcher}/tools/kubernetes-models-gke-${KCC_MODELS_VERSION}"
-if [[ ! -d "${models}/node_modules/@kubernetes-models/gke" ]]; then
-  if command -v npm >/dev/null; then
-    mkdir -p "${models}"
-    npm install --prefix "${models}" --no-audit --no-fund --ignore-scripts \
-      "@kubernetes-models/gke@${KCC_MODELS_VERSION}" >&2
-  else
-    echo "build-tools.sh: npm not found; Config Connector field checks will skip" >&2
-  fi
-fi
-
 echo "${bin}"

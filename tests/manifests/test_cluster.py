@@ -5,7 +5,8 @@
   rejects a broken template (so the check can fail).
 - Every app overlay passes a server-side dry-run apply with strict field validation on the test
   cluster, with Argo's CRDs (installed by the cluster tool) and KEDA's (installed here from the
-  Go module cache).
+  Go module cache); so does every infra overlay, with Config Connector's real CRDs
+  (../shared/crds, installed here).
 - End to end on kwok nodes shaped like the GKE pools: the dispatcher's own rendered Workflows run
   the real template to Succeeded on the class's pool with optional steps skipped as asked; a
   failing order fails alone and the exit handler reports it; a preempted step is retried, and a
@@ -98,22 +99,10 @@ def _apply(kubectl: Path, kubeconfig: str, docs: list[dict[str, Any]], *, dry_ru
 @pytest.fixture(scope="module")
 def keda_crds_installed(cluster: Any, kubectl: Path) -> None:
     try:
-        crds = tools.keda_crds()
+        crds = [*tools.keda_crds(), tools.podmonitoring_crd()]
     except tools.ToolUnavailable as exc:
         tools.unavailable(str(exc))
-    _apply(kubectl, cluster.kubeconfig, crds, dry_run=False)
-    names = [f"crd/{c['metadata']['name']}" for c in crds]
-    proc = _run(
-        [
-            str(kubectl),
-            f"--kubeconfig={cluster.kubeconfig}",
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *names,
-        ]
-    )
-    assert proc.returncode == 0, proc.stderr
+    tools.install_crds(kubectl, cluster.kubeconfig, crds)
 
 
 # --- Argo's validator --------------------------------------------------------------------------
@@ -208,19 +197,62 @@ def test_overlay_server_side_dry_run(env: str, cluster: Any, kubectl: Path) -> N
     assert out.count("(server dry run)") == len(objs), out
 
 
+@pytest.fixture(scope="module")
+def kcc_crds_installed(cluster: Any, kubectl: Path) -> None:
+    """Config Connector's real CRDs (../shared/crds), installed so the API server validates."""
+    try:
+        crds = list(tools.kcc_crds())
+    except tools.ToolUnavailable as exc:
+        tools.unavailable(str(exc))
+    tools.install_crds(kubectl, cluster.kubeconfig, crds)
+
+
 @pytest.mark.cluster
 @pytest.mark.parametrize("env", tools.ENVIRONMENTS)
-def test_infra_overlay_server_side_dry_run(env: str) -> None:
-    # Config Connector's CRDs would be needed; the Go module proxy refuses that module
-    # (403 "This module version is not available"). Field names are checked in test_schemas.py.
+@pytest.mark.usefixtures("kcc_crds_installed")
+def test_infra_overlay_server_side_dry_run(env: str, cluster: Any, kubectl: Path) -> None:
+    """Every object of the infra overlay, dry-run with strict field validation. The namespace
+    is made unique per run (the only change), and exists for real so its objects can be
+    checked; it is deleted afterwards."""
+    objs = copy.deepcopy(tools.render(tools.OVERLAYS[f"infra-{env}"]))
+    namespace = f"bd-infra-{env}-{uuid.uuid4().hex[:8]}"
+    for obj in objs:
+        if obj["kind"] == "Namespace":
+            obj["metadata"]["name"] = namespace
+        else:
+            obj["metadata"]["namespace"] = namespace
+    base = [str(kubectl), f"--kubeconfig={cluster.kubeconfig}"]
+    proc = _run([*base, "create", "namespace", namespace])
+    assert proc.returncode == 0, proc.stderr
     try:
-        tools.go_module_dir(
-            "github.com/GoogleCloudPlatform/k8s-config-connector",
-            tools.versions().get("KCC_VERSION", "latest"),
-        )
-    except tools.ToolUnavailable as exc:
-        pytest.skip(f"Config Connector CRDs unavailable: {exc}")
-    pytest.fail("Config Connector module now downloads: install its CRDs and dry-run infra-" + env)
+        out = _apply(kubectl, cluster.kubeconfig, objs, dry_run=True)
+    finally:
+        _run([*base, "delete", "namespace", namespace, "--wait=false"])
+    assert out.count("(server dry run)") == len(objs), out
+    assert len({o["kind"] for o in objs}) >= 13, "every Config Connector kind is checked"
+
+
+@pytest.mark.cluster
+@pytest.mark.usefixtures("kcc_crds_installed")
+def test_infra_dry_run_can_fail(cluster: Any, kubectl: Path) -> None:
+    (pool, *_) = tools.find(tools.render(tools.OVERLAYS["infra-dev"]), "ContainerNodePool")
+    pool = copy.deepcopy(pool)
+    pool["metadata"]["namespace"] = "default"
+    pool["spec"]["autoscaling"]["totalMaxNodeCountt"] = 3
+    proc = _run(
+        [
+            str(kubectl),
+            f"--kubeconfig={cluster.kubeconfig}",
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-f",
+            "-",
+        ],
+        stdin=yaml.safe_dump(pool),
+    )
+    assert proc.returncode != 0
+    assert "totalMaxNodeCountt" in proc.stderr
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -239,11 +271,13 @@ def _e2e_variant(template: dict[str, Any], namespace: str, run_id: str) -> dict[
     step = next(t for t in variant["spec"]["templates"] if t["name"] == "step")
     order_id = "inputs.parameters['order-id']"
     is_process = "inputs.parameters.step == 'process'"
-    step["metadata"]["annotations"] = {
-        "burst-dispatcher.test/fail": f"{{{{={is_process} && ({order_id} startsWith 'fail-') ? 'true' : 'false'}}}}",
-        "burst-dispatcher.test/preempt": f"{{{{=!({is_process}) ? 'false' : ({order_id} startsWith 'doomed-') ? 'always' : "
-        f"({order_id} startsWith 'flaky-') ? 'true' : 'false'}}}}",
-    }
+    step["metadata"].setdefault("annotations", {}).update(
+        {
+            "burst-dispatcher.test/fail": f"{{{{={is_process} && ({order_id} startsWith 'fail-') ? 'true' : 'false'}}}}",
+            "burst-dispatcher.test/preempt": f"{{{{=!({is_process}) ? 'false' : ({order_id} startsWith 'doomed-') ? 'always' : "
+            f"({order_id} startsWith 'flaky-') ? 'true' : 'false'}}}}",
+        }
+    )
     return variant
 
 
@@ -402,7 +436,18 @@ def test_batch_succeeds_on_the_class_pool_with_optional_steps(e2e: E2E) -> None:
         assert pod.spec.node_selector == {POOL_LABEL: "small-spot"}
         assert e2e.pool_of(pod) == "small-spot"
         (main,) = [c for c in pod.spec.containers if c.name == "main"]
-        assert main.resources.requests == {"cpu": "500m", "memory": "1Gi"}
+        assert main.resources.requests == {
+            "cpu": "500m",
+            "memory": "1Gi",
+            "ephemeral-storage": "4Gi",  # the small class's scratch-sizes entry
+        }
+        assert main.resources.limits["ephemeral-storage"] == "4Gi"
+        (scratch,) = [v for v in pod.spec.volumes if v.name == "scratch"]
+        assert scratch.empty_dir.size_limit == "4Gi"
+        assert [(m.name, m.mount_path) for m in main.volume_mounts if m.name == "scratch"] == [
+            ("scratch", "/scratch")
+        ]
+        assert pod.metadata.annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
         assert pod.spec.priority_class_name == "burst-dispatcher-batch"
         assert pod.spec.service_account_name == "burst-dispatcher-workflow"
     (report,) = [p for n, p in pods.items() if n.startswith(f"{name}.onExit(")]

@@ -69,6 +69,15 @@ ROUTING = {"dev": "direct", "staging": "class_topics", "prod": "class_topics"}
 ROUTING_ANNOTATION = "burst-dispatcher.io/pubsub-routing"
 PUBSUB_AGENT = re.compile(r"serviceAccount:service-[0-9]+@gcp-sa-pubsub\.iam\.gserviceaccount\.com")
 DAY_SECONDS = 24 * 3600
+# GKE's documented minimal node service account roles (artifactregistry.reader on the two
+# repositories the overlays pull from, the rest on the project).
+NODE_ROLES = {
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/stackdriver.resourceMetadata.writer",
+    "roles/artifactregistry.reader",
+}
 WORKFLOW_RULES = [
     {
         "apiGroups": ["argoproj.io"],
@@ -187,11 +196,25 @@ def _published_topics(settings: Settings) -> list[str]:
     ]
 
 
+def _member(infra: list[dict[str, Any]], spec: dict[str, Any]) -> str:
+    """`member`, or the e-mail of the IAMServiceAccount that `memberFrom` names."""
+    if "member" in spec:
+        return str(spec["member"])
+    (namespace,) = tools.find(infra, "Namespace")
+    project = namespace["metadata"]["annotations"]["cnrm.cloud.google.com/project-id"]
+    gsa = tools.one(infra, "IAMServiceAccount", spec["memberFrom"]["serviceAccountRef"]["name"])
+    return f"serviceAccount:{gsa['metadata']['name']}@{project}.iam.gserviceaccount.com"
+
+
+def _nodes(infra: list[dict[str, Any]]) -> str:
+    return _member(infra, {"memberFrom": {"serviceAccountRef": {"name": "gke-nodes"}}})
+
+
 def _grants(infra: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
     """(member, role, resource kind, resource name) of every IAMPolicyMember."""
     return {
         (
-            m["spec"]["member"],
+            _member(infra, m["spec"]),
             m["spec"]["role"],
             m["spec"]["resourceRef"]["kind"],
             m["spec"]["resourceRef"].get("name") or m["spec"]["resourceRef"].get("external", ""),
@@ -405,8 +428,8 @@ def test_every_class_pool_exists_with_matching_spot_and_taints(
             assert (SPOT_TAINT in _taints(pool)) is spot, f"{pool_name}: spot taint must match spot"
             assert BATCH_TAINT in _taints(pool), f"{pool_name}: batch pools keep others off"
             assert _taints(pool) <= tolerated, f"{pool_name}: the template cannot land there"
-            assert pool["spec"]["autoscaling"]["minNodeCount"] == 0, "batch pools scale to zero"
-            assert pool["spec"]["autoscaling"]["maxNodeCount"] >= 1
+            assert pool["spec"]["autoscaling"]["totalMinNodeCount"] == 0, "batch pools scale to 0"
+            assert pool["spec"]["autoscaling"]["totalMaxNodeCount"] >= 1
 
 
 def test_class_requests_fit_the_pool_machines(
@@ -431,7 +454,21 @@ def test_class_requests_fit_the_pool_machines(
 def test_non_batch_workloads_have_an_untainted_pool(infra: list[dict[str, Any]]) -> None:
     untainted = [p for p in _pools(infra).values() if not _taints(p)]
     assert untainted, "the dispatcher, Argo and KEDA need a pool without batch taints"
-    assert all(p["spec"]["autoscaling"]["minNodeCount"] >= 1 for p in untainted)
+    assert all(p["spec"]["autoscaling"]["totalMinNodeCount"] >= 1 for p in untainted)
+
+
+def test_pool_sizes_count_the_whole_regional_pool(infra: list[dict[str, Any]]) -> None:
+    # The cluster is regional: per-zone min/max would triple every ceiling (and keep one system
+    # node per zone on). Only whole-pool counts, and every pool runs as the node identity.
+    (cluster,) = tools.find(infra, "ContainerCluster")
+    assert cluster["spec"]["location"].count("-") == 1, "a region, not a zone"
+    for name, pool in _pools(infra).items():
+        autoscaling = pool["spec"]["autoscaling"]
+        assert not {"minNodeCount", "maxNodeCount"} & set(autoscaling), name
+        assert autoscaling["totalMinNodeCount"] <= 1, f"{name}: at most one node always on"
+        assert pool["spec"]["nodeConfig"]["serviceAccountRef"] == {"name": "gke-nodes"}, name
+    node_roles = {role for member, role, *_ in _grants(infra) if member.startswith(_nodes(infra))}
+    assert node_roles == NODE_ROLES
 
 
 def test_cluster_profile_and_workload_identity(env: str, infra: list[dict[str, Any]]) -> None:
@@ -552,6 +589,88 @@ def test_workload_identity_bindings_match_the_service_accounts(
         expected = f"serviceAccount:{_project(env)}.svc.id.goog[burst-dispatcher/{ksa['metadata']['name']}]"
         assert members[gsa] == expected
     for member in tools.find(infra, "IAMPolicyMember"):
-        assert (
-            _project(env) in member["spec"]["member"] or "gcp-sa-pubsub" in member["spec"]["member"]
-        )
+        who = _member(infra, member["spec"])
+        assert _project(env) in who or "gcp-sa-pubsub" in who
+
+
+def test_what_the_app_needs_is_declared(
+    env: str, app: list[dict[str, Any]], infra: list[dict[str, Any]]
+) -> None:
+    """Work bucket with the Workflow identity's access, a subscription on the results topic,
+    the image repositories the overlay pulls from, the cluster's network, Config Connector's
+    context for the namespace."""
+    wft = _template(app)
+    bucket = _param(wft, "work-prefix").removeprefix("gs://").split("/")[0]
+    (declared,) = tools.find(infra, "StorageBucket")
+    assert declared["spec"]["resourceID"] == bucket
+    workflow = f"serviceAccount:burst-dispatcher-workflow@{_project(env)}.iam.gserviceaccount.com"
+    grants = _grants(infra)
+    name = declared["metadata"]["name"]
+    assert (workflow, "roles/storage.objectUser", "StorageBucket", name) in grants
+    results = _param(wft, "results-topic").rsplit("/", 1)[1]
+    assert any(
+        s["spec"]["topicRef"]["name"] == results for s in tools.find(infra, "PubSubSubscription")
+    ), f"nothing reads {results}: the smoke test and operators would see no outcome"
+    repositories = {r["metadata"]["name"] for r in tools.find(infra, "ArtifactRegistryRepository")}
+    prefix = f"europe-west1-docker.pkg.dev/{_project(env)}/"
+    images = [
+        c["image"]
+        for o in app
+        for c in _containers(o)
+        if c.get("image", "").startswith("europe-west1-docker.pkg.dev/")
+    ]
+    assert images
+    for image in images:
+        assert image.startswith(prefix), image
+        assert image.removeprefix(prefix).split("/")[0] in repositories, image
+    (cluster,) = tools.find(infra, "ContainerCluster")
+    assert cluster["spec"]["networkRef"]["name"] in {
+        n["metadata"]["name"] for n in tools.find(infra, "ComputeNetwork")
+    }
+    (context,) = tools.find(infra, "ConfigConnectorContext")
+    assert context["metadata"]["name"] == "configconnectorcontext.core.cnrm.cloud.google.com"
+    assert context["spec"]["googleServiceAccount"].endswith(
+        f"@{_project(env)}.iam.gserviceaccount.com"
+    )
+
+
+def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Containers of a Deployment's pod template and of every WorkflowTemplate template."""
+    if obj["kind"] == "Deployment":
+        pod = obj["spec"]["template"]["spec"]
+        return [*pod.get("initContainers", []), *pod["containers"]]
+    if obj["kind"] == "WorkflowTemplate":
+        return [t["container"] for t in obj["spec"]["templates"] if "container" in t]
+    return []
+
+
+def test_every_class_has_scratch_space_that_fits_its_nodes(
+    infra: list[dict[str, Any]], app: list[dict[str, Any]], settings: Settings
+) -> None:
+    import json
+
+    sizes = json.loads(_param(_template(app), "scratch-sizes"))
+    assert set(sizes) == {c.name for c in settings.classes}, "scratch-sizes: one entry per class"
+    pools = _pools(infra)
+    for size_class in settings.classes:
+        for pool_name in {
+            size_class.node_pool,
+            size_class.fallback_node_pool or size_class.node_pool,
+        }:
+            disk_gb = pools[pool_name]["spec"]["nodeConfig"].get("diskSizeGb", 100)
+            # GKE keeps about a third of a small boot disk for the system and images.
+            assert _quantity(sizes[size_class.name]) <= disk_gb * 1e9 * 0.6, (
+                f"{size_class.name} scratch on {pool_name}"
+            )
+
+
+def test_managed_prometheus_scrapes_the_dispatcher(app: list[dict[str, Any]]) -> None:
+    (monitor,) = tools.find(app, "PodMonitoring")
+    pod = _deployment(app)["spec"]["template"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items(), "selects the dispatcher's pods"
+    ports = {
+        p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])
+    }
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in ports and endpoint["path"] == "/metrics"

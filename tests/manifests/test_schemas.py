@@ -1,9 +1,9 @@
 """Field names of the custom resources we cannot dry-run everywhere, checked against their schemas.
 
 KEDA objects are checked against KEDA's own CRDs, read from the Go module cache (version pinned in
-versions.env). Config Connector objects are checked against the field tree of
-@kubernetes-models/gke (generated from Config Connector's CRDs), because the Go module proxy does
-not serve the Config Connector module. Both checks catch the mistake a YAML parser cannot: a
+versions.env). Config Connector objects are checked against Config Connector's real CRDs in
+../shared/crds/ (the Go module proxy does not serve that module); test_cluster.py also dry-runs
+them on the API server, this check runs without a cluster. Both checks catch the mistake a YAML parser cannot: a
 misspelt or misplaced field that the API server would reject (or silently prune).
 """
 
@@ -15,13 +15,21 @@ import pytest
 
 from tests.manifests import tools
 
+# Every Config Connector kind the infra overlays declare (all of them in every environment).
 KCC_KINDS = {
+    "ConfigConnectorContext",
+    "ComputeNetwork",
+    "ComputeSubnetwork",
     "ContainerCluster",
     "ContainerNodePool",
+    "ArtifactRegistryRepository",
+    "StorageBucket",
     "PubSubTopic",
     "PubSubSubscription",
     "IAMServiceAccount",
     "IAMPolicyMember",
+    "MonitoringAlertPolicy",
+    "MonitoringDashboard",
 }
 
 
@@ -67,35 +75,46 @@ def test_keda_schema_check_can_fail(keda_crds: list[dict[str, Any]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def kcc_available() -> None:
+def kcc_crds() -> list[dict[str, Any]]:
     try:
-        tools.kcc_models_dir()
+        return list(tools.kcc_crds())
     except tools.ToolUnavailable as exc:
         tools.unavailable(str(exc))
 
 
 @pytest.mark.parametrize("env", tools.ENVIRONMENTS)
-@pytest.mark.usefixtures("kcc_available")
-def test_config_connector_fields_exist(env: str) -> None:
+def test_config_connector_objects_match_the_real_crds(
+    env: str, kcc_crds: list[dict[str, Any]]
+) -> None:
     kinds = set()
     for obj in _render(f"infra-{env}"):
-        if obj["kind"] not in KCC_KINDS:
+        if not obj["apiVersion"].endswith(".cnrm.cloud.google.com/v1beta1"):
             continue
-        tree = tools.kcc_field_tree(obj["apiVersion"], obj["kind"])
-        unknown = list(tools.unknown_fields(obj.get("spec", {}), tree["spec"], "spec"))
-        assert not unknown, f"{obj['kind']}/{obj['metadata']['name']}: unknown {unknown}"
+        schema = tools.crd_schema(kcc_crds, obj["apiVersion"], obj["kind"])
+        errors = list(tools.schema_errors(obj, schema))
+        assert not errors, f"{obj['kind']}/{obj['metadata']['name']}: {errors}"
         kinds.add(obj["kind"])
     assert kinds == KCC_KINDS
 
 
-@pytest.mark.usefixtures("kcc_available")
-def test_config_connector_check_can_fail() -> None:
-    tree = tools.kcc_field_tree("container.cnrm.cloud.google.com/v1beta1", "ContainerNodePool")
-    spec = {
-        "autoscaling": {"minNodeCount": 0},
-        "nodeConfig": {"spott": True, "taint": [{"efect": "NO_SCHEDULE"}]},
+def test_config_connector_check_can_fail(kcc_crds: list[dict[str, Any]]) -> None:
+    schema = tools.crd_schema(
+        kcc_crds, "container.cnrm.cloud.google.com/v1beta1", "ContainerNodePool"
+    )
+    bad = {
+        "spec": {
+            "clusterRef": {"name": "c"},
+            "location": "europe-west1",
+            "autoscaling": {"totalMaxNodeCount": "3"},
+            "nodeConfig": {
+                "spott": True,
+                "taint": [{"key": "k", "value": "v", "efect": "NO_SCHEDULE"}],
+            },
+        }
     }
-    assert list(tools.unknown_fields(spec, tree["spec"], "spec")) == [
-        "spec.nodeConfig.spott",
-        "spec.nodeConfig.taint[0].efect",
+    assert list(tools.schema_errors(bad, schema)) == [
+        ".spec.autoscaling.totalMaxNodeCount: expected integer, got str",
+        ".spec.nodeConfig.spott: unknown field",
+        ".spec.nodeConfig.taint[0].effect: required",
+        ".spec.nodeConfig.taint[0].efect: unknown field",
     ]

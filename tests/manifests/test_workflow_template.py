@@ -185,10 +185,38 @@ def test_resources_come_from_the_arguments(wft: dict[str, Any]) -> None:
     (container,) = patch["containers"]
     assert container["name"] == "main"  # Argo's name for a container template's container
     requests = container["resources"]["requests"]
+    scratch = "{{=jsonpath(workflow.parameters['scratch-sizes'], '$.' + workflow.parameters['size-class'])}}"
     assert requests == {
         "cpu": "{{workflow.parameters.cpu}}",
         "memory": "{{workflow.parameters.memory}}",
+        "ephemeral-storage": scratch,
     }
+    assert container["resources"]["limits"]["ephemeral-storage"] == scratch
+    assert patch["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": scratch}}]
+
+
+def test_long_steps_keep_every_retry(wft: dict[str, Any]) -> None:
+    # backoff.maxDuration counts from the first attempt: a step preempted after running longer
+    # than it would get no retry, and never reach the on-demand pool.
+    for template in wft["spec"]["templates"]:
+        backoff = template.get("retryStrategy", {}).get("backoff", {})
+        assert "maxDuration" not in backoff, template["name"]
+
+
+def test_step_pods_are_not_evicted_to_pack_nodes(wft: dict[str, Any]) -> None:
+    annotations = _templates(wft)["step"]["metadata"]["annotations"]
+    assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+
+
+def test_steps_write_only_to_their_scratch_volume(wft: dict[str, Any]) -> None:
+    step = _templates(wft)["step"]
+    container = step["container"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert wft["spec"]["securityContext"]["runAsUser"] == 65532
+    assert step["volumes"] == [{"name": "scratch", "emptyDir": {}}]
+    assert container["volumeMounts"] == [{"name": "scratch", "mountPath": "/scratch"}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["SCRATCH_DIR"] == env["TMPDIR"] == "/scratch"
 
 
 def test_exit_handler_runs_dispatcher_report(wft: dict[str, Any]) -> None:

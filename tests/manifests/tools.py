@@ -2,8 +2,8 @@
 
 Why a module: the versions are pinned once (versions.env, shared with build-tools.sh), binaries
 come from the cluster build when it exists (its kubectl embeds kustomize) or from our own small
-build, and CRDs are read from the Go module cache at test time instead of being copied into the
-repository, so a version bump is one line and the copies can never drift.
+build, and CRDs are read at test time (KEDA's from the Go module cache, Config Connector's from
+../shared/crds) instead of being copied into the repository, so they can never drift.
 """
 
 from __future__ import annotations
@@ -176,6 +176,70 @@ def keda_crds() -> list[dict[str, Any]]:
     ]
 
 
+def kcc_crds_dir() -> Path:
+    """The real Config Connector CRDs (../shared/crds/config-connector beside the clone, as in
+    CI; BURST_DISPATCHER_KCC_CRDS overrides). The Go module proxy does not serve them."""
+    override = os.environ.get("BURST_DISPATCHER_KCC_CRDS")
+    path = Path(override) if override else REPO.parent / "shared" / "crds" / "config-connector"
+    if not path.is_dir():
+        raise ToolUnavailable(
+            f"Config Connector CRDs not found at {path} (see ../shared/crds/README.md)"
+        )
+    return path
+
+
+@functools.cache
+def kcc_crds() -> tuple[dict[str, Any], ...]:
+    return tuple(
+        doc
+        for path in sorted(kcc_crds_dir().glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    )
+
+
+def podmonitoring_crd() -> dict[str, Any]:
+    """Managed Prometheus's PodMonitoring: a stand-in with the fields the project uses (the
+    real definition is not served by any registry reachable here; see the file's header)."""
+    path = REPO / "tests" / "integration" / "crds" / "podmonitorings.yaml"
+    crd: dict[str, Any] = yaml.safe_load(path.read_text())
+    return crd
+
+
+def install_crds(kubectl: Path, kubeconfig: str, crds: list[dict[str, Any]]) -> None:
+    """Server-side apply CRDs into a cluster (idempotent, so concurrent test sessions may
+    share it) and wait until the API server serves them."""
+    base = [str(kubectl), f"--kubeconfig={kubeconfig}"]
+    proc = subprocess.run(
+        [
+            *base,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=burst-dispatcher-tests",
+            "-f",
+            "-",
+        ],
+        input=yaml.safe_dump_all(crds),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"installing CRDs failed:\n{proc.stderr}")
+    names = [f"crd/{c['metadata']['name']}" for c in crds]
+    proc = subprocess.run(
+        [*base, "wait", "--for=condition=Established", "--timeout=60s", *names],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"CRDs not Established:\n{proc.stderr}")
+
+
 def crd_schema(crds: list[dict[str, Any]], api_version: str, kind: str) -> dict[str, Any]:
     group, _, version = api_version.partition("/")
     for crd in crds:
@@ -230,65 +294,3 @@ def schema_errors(value: Any, schema: dict[str, Any], path: str = "") -> Iterato
     elif isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             yield from schema_errors(item, schema["items"], f"{path}[{i}]")
-
-
-# --- Config Connector field names ------------------------------------------------------------
-# The Config Connector module is not served by the Go module proxy ("403 Forbidden: This module
-# version is not available"), so its CRDs cannot come from the module cache. The npm package
-# @kubernetes-models/gke is generated from those CRDs; its TypeScript declarations give the
-# field tree, which is what a misspelling breaks.
-
-
-def kcc_models_dir() -> Path:
-    root = cache_root() / "tools" / f"kubernetes-models-gke-{versions()['KCC_MODELS_VERSION']}"
-    package = root / "node_modules" / "@kubernetes-models" / "gke"
-    if not package.is_dir():
-        raise ToolUnavailable(f"{package} missing: run tests/manifests/build-tools.sh (needs npm)")
-    return package
-
-
-def _dts_field_tree(path: Path) -> dict[str, Any]:
-    import re
-
-    text = re.sub(r"/\*.*?\*/", "", path.read_text(), flags=re.S)
-    start = text.index('"spec"')
-    root: dict[str, Any] = {}
-    stack = [root]
-    for line in text[start:].splitlines():
-        match = re.match(r'\s*"([A-Za-z0-9_$-]+)"\??:\s*(.*)$', line)
-        if match:
-            key, rest = match.groups()
-            node = stack[-1].setdefault(key, {})
-            if rest.rstrip().endswith("{"):
-                stack.append(node)
-            continue
-        if re.match(r"\s*}", line):
-            # `} & (Exclude<{` and `}, {` open another alternative of the same object.
-            if line.rstrip().endswith("{"):
-                continue
-            stack.pop()
-            if not stack:
-                break
-    return root
-
-
-def kcc_field_tree(api_version: str, kind: str) -> dict[str, Any]:
-    group, _, version = api_version.partition("/")
-    path = kcc_models_dir() / group / version / f"{kind}.d.ts"
-    if not path.is_file():
-        raise KeyError(f"no model for {api_version} {kind}")
-    return _dts_field_tree(path)
-
-
-def unknown_fields(value: Any, tree: dict[str, Any], path: str) -> Iterator[str]:
-    if isinstance(value, dict):
-        if not tree:  # free-form map (labels, annotations)
-            return
-        for key, sub in value.items():
-            if key not in tree:
-                yield f"{path}.{key}"
-            else:
-                yield from unknown_fields(sub, tree[key], f"{path}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from unknown_fields(item, tree, f"{path}[{i}]")

@@ -7,6 +7,7 @@ import difflib
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -582,3 +583,39 @@ def test_ages_and_clipping_read_well() -> None:
         "2d04h",
     ]
     assert clip("a  b\nc", 10) == "a b c" and clip("x" * 20, 5) == "xxxx…"
+
+
+def test_tables_are_not_cut_when_piped(tmp_path: Any) -> None:
+    """`dispatcher plan | grep …` must see whole cells: a pipe gets full width, not Rich's 80
+    columns (the medium pool's name and the orders/workflow header were cut to `…`)."""
+    import os
+    import subprocess
+    import sys
+
+    orders = tmp_path / "orders.jsonl"
+    orders.write_text(
+        json.dumps({"order_id": "m-1", "input": {"uri": "gs://b/m", "size_bytes": 2 * 1024**3}})
+        + "\n"
+    )
+    config = Path(__file__).resolve().parents[2] / "k8s" / "overlays" / "prod" / "config.yaml"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dispatcher", "plan", "--config", str(config), str(orders)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    assert "…" not in proc.stdout, proc.stdout
+    assert "orders/workflow" in proc.stdout
+    assert re.search(r"│ medium .*│ +medium-spot │", proc.stdout), proc.stdout
+    narrow = subprocess.run(
+        [sys.executable, "-m", "dispatcher", "plan", "--config", str(config), str(orders)],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "60"},
+        check=True,
+        timeout=60,
+    )
+    assert "…" in narrow.stdout, "an explicit COLUMNS still wins"
