@@ -14,6 +14,8 @@ from typing import Generic, TypeVar
 
 from dispatcher.config import Settings, SizeClass
 from dispatcher.core.order import Order, Reason, Rejection
+from dispatcher.core.order_data import uri_scheme
+from dispatcher.core.wire_size import OBJECT_OVERHEAD_BYTES, order_object_bytes
 
 R = TypeVar("R")
 
@@ -34,10 +36,13 @@ class Ticket(Generic[R]):
     # copies of the order's key fields: read many times per order in the hot path
     order_id: str = field(init=False)
     size_bytes: int = field(init=False)
+    #: bytes this order adds to the stored Workflow object (core/wire_size.py)
+    object_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.order_id = self.order.order_id
         self.size_bytes = self.order.input.size_bytes
+        self.object_bytes = order_object_bytes(self.item_json, self.order_id)
 
 
 class Classifier:
@@ -50,6 +55,8 @@ class Classifier:
         ]
         self._steps = dict(settings.optional_steps)
         self._sorted_steps = sorted(self._steps.items())
+        self._max_object_bytes = settings.orders.max_workflow_object_bytes
+        self._schemes = frozenset(s.lower() for s in settings.orders.allowed_uri_schemes)
 
     def size_class_for(self, size_bytes: int) -> SizeClass | None:
         index = bisect.bisect_left(self._bounds, size_bytes)
@@ -63,6 +70,13 @@ class Classifier:
                 f"unknown optional step(s) {unknown}; known: {sorted(self._steps)}",
                 order.order_id,
             )
+        scheme = uri_scheme(order.input.uri)
+        if scheme not in self._schemes:
+            return Rejection(
+                Reason.URI_SCHEME,
+                f"input.uri scheme {scheme!r:.40} is not allowed; allowed: {sorted(self._schemes)}",
+                order.order_id,
+            )
         size_class = self.size_class_for(order.input.size_bytes)
         if size_class is None:
             return Rejection(
@@ -70,13 +84,23 @@ class Classifier:
                 f"input.size_bytes={order.input.size_bytes} is above every class's bound",
                 order.order_id,
             )
-        return Ticket(
+        ticket = Ticket(
             order=order,
             size_class=size_class.name,
             item_json=self.item_json(order),
             received_at=now,
             receipts=[receipt],
         )
+        if OBJECT_OVERHEAD_BYTES + ticket.object_bytes > self._max_object_bytes:
+            # Escaping can make a body under max_order_bytes several times larger in the
+            # Workflow; a batch of one must still fit.
+            return Rejection(
+                Reason.BODY_TOO_LARGE,
+                f"the order takes {ticket.object_bytes} bytes in a Workflow object (after JSON "
+                f"escaping); the limit is {self._max_object_bytes - OBJECT_OVERHEAD_BYTES}",
+                order.order_id,
+            )
+        return ticket
 
     def item_json(self, order: Order) -> str:
         """The order as one element of the Workflow's ``orders`` argument (keys sorted).
@@ -97,4 +121,8 @@ class Classifier:
         )
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+# allow_nan off: the order model already refuses non-finite numbers; should one slip through,
+# failing here (one order) beats Argo failing the whole batch on `NaN`.
+_ENCODE = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+).encode
