@@ -91,15 +91,19 @@ def check_value(value: Any, *, path: str, max_depth: int) -> None:
         item, where, depth = stack.pop()
         problem = _problem(item, depth=depth, max_depth=max_depth)
         if problem:
-            raise ValueError(f"{where}: {problem}")
+            raise ValueError(f"{_short(where)}: {problem}")
         if isinstance(item, dict):
             for key, child in item.items():
                 key_problem = text_problem(key) if isinstance(key, str) else "key is not a string"
                 if key_problem:
-                    raise ValueError(f"{where}: key {key!r:.60} {key_problem}")
+                    raise ValueError(f"{_short(where)}: key {key!r:.60} {key_problem}")
                 stack.append((child, f"{where}.{key}", depth + 1))
         elif isinstance(item, list):
             stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
+
+
+def _short(where: str) -> str:
+    return where if len(where) <= 120 else where[:117] + "..."
 
 
 def _problem(item: Any, *, depth: int, max_depth: int) -> str | None:
@@ -131,7 +135,8 @@ def order_id_problem(value: str) -> str | None:
             return "must not contain '/' or '\\'"
         category = unicodedata.category(char)
         if category[0] == "C" or category in {"Zl", "Zp"} or (char.isspace() and char != " "):
-            return f"must not contain {unicodedata.name(char, hex(ord(char)))} (U+{ord(char):04X})"
+            name = unicodedata.name(char, "a control character")
+            return f"must not contain {name} (U+{ord(char):04X})"
     return text_problem(value)
 
 
