@@ -7,6 +7,7 @@ bytes without re-serialising, and lets rendering simply join the items.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
@@ -117,12 +118,22 @@ class Classifier:
         return (
             f'{{"input_uri":{encode(order.input.uri)},"order_id":{encode(order.order_id)},'
             f'"params":{_ENCODE(order.params) if order.params else "{}"},'
-            f'"priority":{order.priority},"size_bytes":{order.input.size_bytes}{flags}}}'
+            f'"priority":{order.priority},"size_bytes":{order.input.size_bytes}{flags},'
+            f'"work_key":"{work_key(order.order_id)}"}}'
         )
 
 
 # allow_nan off: the order model already refuses non-finite numbers; should one slip through,
 # failing here (one order) beats Argo failing the whole batch on `NaN`.
+def work_key(order_id: str) -> str:
+    """The order's storage path segment (``WORK_URI``): 32 hex characters of SHA-256 of the id.
+
+    A hash, not the id: ids may hold any printable text, and a path built from one could name
+    another order's prefix (``a/../b``) or look like one (``a`` vs ``a/``).
+    """
+    return hashlib.sha256(order_id.encode("utf-8")).hexdigest()[:32]
+
+
 _ENCODE = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
 ).encode
