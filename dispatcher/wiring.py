@@ -22,7 +22,8 @@ class ClusterBackend:
     view: WorkflowView
     membership: Membership
     identity: str
-    checks: list[Callable[[], tuple[bool, str]]] = field(default_factory=list)
+    #: readiness checks keyed by the stable reason code /readyz reports when one fails
+    checks: dict[str, Callable[[], tuple[bool, str]]] = field(default_factory=dict)
 
     def close(self) -> None:
         self.view.stop()
@@ -44,5 +45,8 @@ def connect_cluster(settings: Settings, *, kubeconfig: str | None, identity: str
     view.start()
     sink = KubeWorkflowSink(api, namespace=settings.namespace)
     backend = ClusterBackend(sink, view, membership, identity)
-    backend.checks = [sink.ping, lambda: (view.synced(), "workflow watch synced")]
+    backend.checks = {
+        "kubernetes_unavailable": sink.ping,
+        "workflow_watch_not_synced": lambda: (view.synced(), "workflow watch synced"),
+    }
     return backend
