@@ -1,0 +1,189 @@
+"""Hostile orders against the real Argo controller (issue 9), on the e2e harness.
+
+- Argo's template engine does substitute text inside order data: a hand-made Workflow whose
+  item holds `{{workflow.parameters.orders}}` gives that order's pod every co-batched order.
+  The dispatcher's intake refuses such an order, so no Workflow it creates can carry one.
+- A sample of fuzzed orders the intake accepts (quotes, braces, `$(...)`, odd Unicode, big
+  numbers) is rendered by `dispatcher plan`, passes argolint, runs on the real controller, and
+  every step pod sees exactly its own order: `ORDER` is its item, `WORK_URI` ends in its hash.
+- Without the admission policy, Argo itself lets a Workflow's arguments choose the image
+  (tests/cluster/test_admission.py shows the policy refusing it).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dispatcher.core.classify import Classifier, work_key
+from dispatcher.core.order import Order, OrderInput, Reason, Rejection, parse_order
+from dispatcher.core.render import WORKFLOW_PARAMETERS
+from tests.manifests import tools
+from tests.manifests.test_cluster import (  # noqa: F401 - fixtures used by name
+    E2E,
+    E2E_TEMPLATE,
+    _argolint,
+    _e2e_variant,
+    _order,
+    _plan_workflows,
+    _summary,
+    cluster,
+    e2e,
+    kubectl,
+)
+from tests.unit.helpers import settings as make_settings
+
+pytestmark = pytest.mark.cluster
+
+FUZZ_SEED = 9
+FUZZ_ORDERS = 6
+ODD = ["{", "}", "{ {", "} }", "$(HOME)", "$$", '"', "\\", "<&>", "\u2028", "ß", "注", "🙂", " "]
+
+
+def _env(pod: Any) -> dict[str, str]:
+    (main,) = [c for c in pod.spec.containers if c.name == "main"]
+    return {e.name: e.value for e in main.env or []}
+
+
+def _step_pods(e2e: E2E, name: str) -> list[Any]:
+    return [p for n, p in e2e.pods(name).items() if ".onExit" not in n]
+
+
+def _wait_for_pods(e2e: E2E, name: str, count: int) -> list[Any]:
+    """The step pods of a finished Workflow (at least ``count``)."""
+    wf = e2e.wait(name)
+    pods = _step_pods(e2e, name)
+    assert len(pods) >= count, _summary(wf)
+    return pods
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{workflow.parameters.orders}}",
+        "{{=jsonpath(workflow.parameters.orders, '$[0].order_id')}}",
+        "{{=sprig.trunc(40, workflow.parameters.orders)}}",
+    ],
+)
+def test_an_order_cannot_read_another_orders_data_through_template_substitution(
+    e2e: E2E, payload: str
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    victim, attacker = f"victim-{suffix}", f"attacker-{suffix}"
+    hostile = _order(attacker) | {"params": {"x": payload}}
+    # The defence: the dispatcher never lets such an order into a Workflow.
+    rejection = parse_order(json.dumps(hostile).encode(), {}, max_bytes=1 << 20)
+    assert isinstance(rejection, Rejection) and rejection.reason is Reason.SCHEMA
+    # Why it is needed: the same batch built by hand (intake bypassed) leaks on the real
+    # controller: the attacker's pod receives the victim's order through substitution.
+    classifier = Classifier(make_settings())
+    items = [
+        classifier.item_json(
+            Order.model_construct(
+                order_id=oid,
+                input=OrderInput(uri=f"gs://e2e/{oid}", size_bytes=1024),
+                steps={},
+                priority=0,
+                params=params,
+                schema_version=1,
+            )
+        )
+        for oid, params in ((victim, {}), (attacker, hostile["params"]))
+    ]
+    (body,) = _plan_workflows(
+        e2e.tmp / uuid.uuid4().hex, tools.OVERLAYS["dev"] / "config.yaml", [_order(victim)]
+    )
+    for param in body["spec"]["arguments"]["parameters"]:
+        if param["name"] == "orders":
+            param["value"] = "[" + ",".join(items) + "]"
+    body["metadata"]["name"] = f"bd-leak-{suffix}"
+    name = _submit_body(e2e, body)
+    wf = e2e.wait(name)
+    pods = _step_pods(e2e, name)
+    leaked = [
+        p for p in pods if _env(p).get("ORDER_ID") == attacker and victim in _env(p)["ORDER"]
+    ]
+    victim_ran = any(_env(p).get("ORDER_ID") == victim for p in pods)
+    # Either the attacker reads the victim's data, or the substituted text breaks the batch's
+    # JSON and the victim never runs: both cross from one order into another.
+    assert leaked or (wf["status"]["phase"] == "Error" and not victim_ran), _summary(wf)
+
+
+def _submit_body(e2e: E2E, body: dict[str, Any]) -> str:
+    body["spec"]["workflowTemplateRef"]["name"] = E2E_TEMPLATE
+    body["metadata"]["namespace"] = e2e.namespace
+    body["metadata"]["labels"]["burst-dispatcher.test/run"] = e2e.run_id
+    e2e.custom.create_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", e2e.namespace, "workflows", body
+    )
+    return str(body["metadata"]["name"])
+
+
+def _fuzzed_orders(seed: int, count: int) -> list[dict[str, Any]]:
+    """Orders made of awkward text, kept only where the intake accepts them."""
+    rng = random.Random(seed)
+    orders: list[dict[str, Any]] = []
+    while len(orders) < count:
+        text = "".join(rng.choice(ODD) for _ in range(rng.randint(1, 12)))
+        order_id = f"fz{seed}-{len(orders)}-" + "".join(rng.choice("ßä注x.:_@") for _ in range(4))
+        params = {
+            "text": text,
+            text: [rng.randint(-(2**63), 2**63 - 1), rng.random() * 1e300, None, True],
+            "nested": {"deep": [{"k": text[::-1]}]},
+        }
+        order = _order(order_id) | {"params": params, "priority": rng.randint(-5, 5)}
+        if isinstance(parse_order(json.dumps(order).encode(), {}, max_bytes=1 << 20), Order):
+            orders.append(order)
+    return orders
+
+
+def test_fuzzed_valid_orders_pass_argolint_and_reach_their_pods_exactly(
+    e2e: E2E, tmp_path: Path
+) -> None:
+    orders = _fuzzed_orders(FUZZ_SEED, FUZZ_ORDERS)
+    (body,) = _plan_workflows(tmp_path / "plan", tools.OVERLAYS["dev"] / "config.yaml", orders)
+    # Argo's own validation, offline, against the real template
+    template = next(
+        o for o in tools.render(tools.OVERLAYS["dev"]) if o["kind"] == "WorkflowTemplate"
+    )
+    lint = tmp_path / "lint.yaml"
+    lint.write_text(yaml.safe_dump_all([template, body]))
+    result = _argolint(lint)
+    assert result.returncode == 0, result.stderr
+    items = {i["order_id"]: i for i in json.loads(_argument(body, "orders"))}
+    name = _submit_body(e2e, body)
+    wf = e2e.wait(name)
+    assert wf["status"]["phase"] == "Succeeded", _summary(wf)
+    pods = _step_pods(e2e, name)
+    assert len(pods) == FUZZ_ORDERS * 5  # enrich is off by default
+    for pod in pods:
+        env = _env(pod)
+        own = items[env["ORDER_ID"]]
+        assert json.loads(env["ORDER"]) == own
+        assert env["WORK_URI"].endswith(f"/{name}/{work_key(own['order_id'])}")
+
+
+def _argument(body: dict[str, Any], name: str) -> str:
+    (value,) = [p["value"] for p in body["spec"]["arguments"]["parameters"] if p["name"] == name]
+    return str(value)
+
+
+def test_without_the_admission_policy_argo_lets_arguments_choose_the_image(e2e: E2E) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    (body,) = _plan_workflows(
+        e2e.tmp / uuid.uuid4().hex, tools.OVERLAYS["dev"] / "config.yaml", [_order(f"img-{suffix}")]
+    )
+    assert {p["name"] for p in body["spec"]["arguments"]["parameters"]} == set(WORKFLOW_PARAMETERS)
+    body["spec"]["arguments"]["parameters"].append(
+        {"name": "image-process", "value": "evil.example/miner:1"}
+    )
+    name = _submit_body(e2e, body)
+    pods = _wait_for_pods(e2e, name, 5)
+    images = {c.image for p in pods for c in p.spec.containers if c.name == "main"}
+    assert "evil.example/miner:1" in images
