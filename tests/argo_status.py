@@ -113,5 +113,3 @@ def argo_workflow(
 
 def item(order_id: str, **params: Any) -> dict[str, Any]:
     return {"input_uri": f"gs://in/{order_id}", "order_id": order_id, "params": params}
-
-

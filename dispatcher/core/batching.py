@@ -18,7 +18,6 @@ from dispatcher.core.wire_size import OBJECT_OVERHEAD_BYTES
 R = TypeVar("R")
 
 
-
 def ticket_object_bytes(ticket: Ticket[R]) -> int:
     """How many bytes one order adds to the stored Workflow object (see core/wire_size.py)."""
     return ticket.object_bytes

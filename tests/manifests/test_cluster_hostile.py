@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +27,62 @@ from dispatcher.core.classify import Classifier, work_key
 from dispatcher.core.order import Order, OrderInput, Reason, Rejection, parse_order
 from dispatcher.core.render import WORKFLOW_PARAMETERS
 from tests.manifests import tools
-from tests.manifests.test_cluster import (  # noqa: F401 - fixtures used by name
+from tests.manifests.test_cluster import (
     E2E,
-    E2E_TEMPLATE,
+    E2E_KINDS,
+    _apply,
     _argolint,
     _e2e_variant,
     _order,
     _plan_workflows,
     _summary,
-    cluster,
-    e2e,
-    kubectl,
 )
 from tests.unit.helpers import settings as make_settings
 
 pytestmark = pytest.mark.cluster
 
+RUN_LABEL = "burst-dispatcher.test/run"
 FUZZ_SEED = 9
 FUZZ_ORDERS = 6
 ODD = ["{", "}", "{ {", "} }", "$(HOME)", "$$", '"', "\\", "<&>", "\u2028", "ß", "注", "🙂", " "]
+
+
+@pytest.fixture(scope="module")
+def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    """test_cluster.py's harness, with a template of its own name: parallel sessions on the
+    shared cluster re-apply `order-pipeline-e2e` from their own branches."""
+    try:
+        cluster = request.getfixturevalue("k8s_cluster")
+    except pytest.FixtureLookupError:
+        pytest.skip("k8s_cluster fixture not loaded (run without --noconftest)")
+    kubectl = tools.cluster_bin("kubectl")
+    if kubectl is None:
+        tools.unavailable("kubectl not built: bash tests/cluster/build.sh")
+    run_id = uuid.uuid4().hex[:10]
+    docs = []
+    for obj in tools.render(tools.OVERLAYS["dev"]):
+        if obj["kind"] not in E2E_KINDS or obj["metadata"]["name"] == "burst-dispatcher-config":
+            continue
+        obj = copy.deepcopy(obj)
+        if obj["kind"] == "WorkflowTemplate":
+            obj = _e2e_variant(obj, cluster.namespace, run_id)
+            obj["metadata"]["name"] = f"order-pipeline-hostile-{run_id}"
+        elif obj["kind"] != "PriorityClass":
+            obj["metadata"]["namespace"] = cluster.namespace
+        for subject in obj.get("subjects", []):
+            subject["namespace"] = cluster.namespace
+        docs.append(obj)
+    _apply(kubectl, cluster.kubeconfig, docs, dry_run=False)
+    harness = E2E(cluster, tmp_path_factory.mktemp("hostile"), run_id)
+    try:
+        yield harness
+    finally:
+        selector = f"{RUN_LABEL}={run_id}"
+        for plural in ("workflows", "workflowtemplates"):
+            harness.custom.delete_collection_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", harness.namespace, plural, label_selector=selector
+            )
+        harness.api.close()
 
 
 def _env(pod: Any) -> dict[str, str]:
@@ -106,9 +145,7 @@ def test_an_order_cannot_read_another_orders_data_through_template_substitution(
     name = _submit_body(e2e, body)
     wf = e2e.wait(name)
     pods = _step_pods(e2e, name)
-    leaked = [
-        p for p in pods if _env(p).get("ORDER_ID") == attacker and victim in _env(p)["ORDER"]
-    ]
+    leaked = [p for p in pods if _env(p).get("ORDER_ID") == attacker and victim in _env(p)["ORDER"]]
     victim_ran = any(_env(p).get("ORDER_ID") == victim for p in pods)
     # Either the attacker reads the victim's data, or the substituted text breaks the batch's
     # JSON and the victim never runs: both cross from one order into another.
@@ -116,9 +153,9 @@ def test_an_order_cannot_read_another_orders_data_through_template_substitution(
 
 
 def _submit_body(e2e: E2E, body: dict[str, Any]) -> str:
-    body["spec"]["workflowTemplateRef"]["name"] = E2E_TEMPLATE
+    body["spec"]["workflowTemplateRef"]["name"] = f"order-pipeline-hostile-{e2e.run_id}"
     body["metadata"]["namespace"] = e2e.namespace
-    body["metadata"]["labels"]["burst-dispatcher.test/run"] = e2e.run_id
+    body["metadata"]["labels"][RUN_LABEL] = e2e.run_id
     e2e.custom.create_namespaced_custom_object(
         "argoproj.io", "v1alpha1", e2e.namespace, "workflows", body
     )

@@ -47,7 +47,11 @@ def test_full_order_is_accepted() -> None:
         (b"[1, 2]", Reason.NOT_AN_OBJECT, "object"),
         (b"null", Reason.NOT_AN_OBJECT, "object"),
         (b'"text"', Reason.NOT_AN_OBJECT, "object"),
-        (json.dumps({"input": {"uri": "gs://u/k", "size_bytes": 1}}).encode(), Reason.SCHEMA, "order_id"),
+        (
+            json.dumps({"input": {"uri": "gs://u/k", "size_bytes": 1}}).encode(),
+            Reason.SCHEMA,
+            "order_id",
+        ),
         (body(order_id=""), Reason.SCHEMA, "order_id"),
         (body(order_id="x" * 129), Reason.SCHEMA, "order_id"),
         (body(order_id=17), Reason.SCHEMA, "order_id"),
@@ -110,10 +114,16 @@ def test_size_bytes_accepted_exactly_in_range(size: int) -> None:
     ("data", "reason", "needle"),
     [
         # point 1: non-finite numbers would make Argo's strict JSON refuse the whole batch
-        (b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":{"x":NaN}}',
-         Reason.SCHEMA, "finite"),
-        (b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":{"x":-Infinity}}',
-         Reason.SCHEMA, "finite"),
+        (
+            b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":{"x":NaN}}',
+            Reason.SCHEMA,
+            "finite",
+        ),
+        (
+            b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":{"x":-Infinity}}',
+            Reason.SCHEMA,
+            "finite",
+        ),
         (body(params={"x": [1, 2]}).replace(b"2]", b"1e999]"), Reason.SCHEMA, "finite"),
         # point 2: Argo template text anywhere in an order
         (body(params={"x": "{{workflow.parameters.orders}}"}), Reason.SCHEMA, "'{{'"),
@@ -134,17 +144,36 @@ def test_size_bytes_accepted_exactly_in_range(size: int) -> None:
         (body(input={"uri": "   ", "size_bytes": 1}), Reason.SCHEMA, "input.uri"),
         (body(input={"uri": "no-scheme", "size_bytes": 1}), Reason.SCHEMA, "input.uri"),
         (body(input={"uri": "gs://b/a b", "size_bytes": 1}), Reason.SCHEMA, "input.uri"),
-        (b'{"order_id":"a","order_id":"b","input":{"uri":"gs://b/k","size_bytes":1}}',
-         Reason.DUPLICATE_KEY, "order_id"),
-        (b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":{"k":1,"k":2}}',
-         Reason.DUPLICATE_KEY, "'k'"),
+        (
+            b'{"order_id":"a","order_id":"b","input":{"uri":"gs://b/k","size_bytes":1}}',
+            Reason.DUPLICATE_KEY,
+            "order_id",
+        ),
+        (
+            b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":{"k":1,"k":2}}',
+            Reason.DUPLICATE_KEY,
+            "'k'",
+        ),
         (body(params={"x": "\ud800"}), Reason.SCHEMA, "surrogate"),
         (body(params={"x": "a\x00"}), Reason.SCHEMA, "NUL"),
         (body(params={"x": json.loads("[" * 150 + "]" * 150)}), Reason.SCHEMA, "nested deeper"),
-        (b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":{"x":'
-         + b"[" * 250 + b"]" * 250 + b"}}", Reason.SCHEMA, "nested"),
-        (b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":'
-         + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}", Reason.SCHEMA, "nested"),
+        (
+            b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":{"x":'
+            + b"[" * 250
+            + b"]" * 250
+            + b"}}",
+            Reason.SCHEMA,
+            "nested",
+        ),
+        (
+            b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":'
+            + b'{"a":' * 5000
+            + b"1"
+            + b"}" * 5000
+            + b"}",
+            Reason.SCHEMA,
+            "nested",
+        ),
         (body(params={"n": 1}).replace(b"1}", b"9" * 5000 + b"}"), Reason.SCHEMA, "5000 digits"),
         (body(params={"n": 2**64}), Reason.SCHEMA, "64-bit"),
         (body().replace(b"10}", b"9" * 5000 + b"}"), Reason.SCHEMA, "size_bytes"),

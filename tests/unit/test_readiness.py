@@ -31,9 +31,7 @@ def server() -> Iterator[OpsServer]:
             "workflow_watch_not_synced": lambda: (True, "synced"),
         }
     )
-    ops = OpsServer(
-        port=0, registry=CollectorRegistry(), healthy=lambda: (True, "ok"), ready=ready
-    )
+    ops = OpsServer(port=0, registry=CollectorRegistry(), healthy=lambda: (True, "ok"), ready=ready)
     ops.start()
     yield ops
     ops.stop()
