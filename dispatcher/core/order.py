@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from dispatcher.core.order_data import (
     MAX_PARAMS_DEPTH,
     DuplicateKeyError,
+    HugeIntegerError,
     check_value,
     load_json,
     order_id_problem,
@@ -159,6 +160,8 @@ def parse_order(data: bytes, attributes: Mapping[str, str], *, max_bytes: int) -
         return Rejection(Reason.DUPLICATE_KEY, f"body repeats a key: {exc}")
     except RecursionError:
         return Rejection(Reason.SCHEMA, "body is nested too deeply to read")
+    except HugeIntegerError as exc:
+        return Rejection(Reason.SCHEMA, f"body holds a number out of range: {exc}")
     except ValueError as exc:
         return Rejection(Reason.INVALID_JSON, f"body is not JSON: {exc}")
     if not isinstance(body, dict):
