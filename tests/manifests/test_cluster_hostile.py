@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,3 +225,80 @@ def test_without_the_admission_policy_argo_lets_arguments_choose_the_image(e2e: 
     pods = _wait_for_pods(e2e, name, 5)
     images = {c.image for p in pods for c in p.spec.containers if c.name == "main"}
     assert "evil.example/miner:1" in images
+
+
+def test_the_dispatchers_workflow_runs_to_the_end_under_the_admission_policy(
+    e2e: E2E, tmp_path: Path
+) -> None:
+    """The policy also judges every UPDATE: the controller's own writes must pass it."""
+    from kubernetes import client
+
+    suffix = uuid.uuid4().hex[:8]
+    ns = f"bd-adm-run-{suffix}"
+    policy, binding = [
+        d for d in yaml.safe_load_all((tools.K8S / "base" / "workflow-admission.yaml").read_text())
+    ]
+    policy["metadata"]["name"] = binding["metadata"]["name"] = binding["spec"]["policyName"] = ns
+    binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"] = {
+        "kubernetes.io/metadata.name": ns
+    }
+    core, adm = client.CoreV1Api(e2e.api), client.AdmissionregistrationV1Api(e2e.api)
+    core.create_namespace({"metadata": {"name": ns}})
+    adm.create_validating_admission_policy(policy)
+    adm.create_validating_admission_policy_binding(binding)
+    try:
+        docs = []
+        for obj in tools.render(tools.OVERLAYS["dev"]):
+            if obj["kind"] not in E2E_KINDS or obj["kind"] == "PriorityClass":
+                continue
+            if obj["metadata"]["name"] == "burst-dispatcher-config":
+                continue
+            obj = copy.deepcopy(obj)
+            if obj["kind"] == "WorkflowTemplate":
+                obj = _e2e_variant(obj, ns, e2e.run_id)
+                obj["metadata"]["name"] = "order-pipeline"  # the name the policy admits
+            obj["metadata"]["namespace"] = ns
+            for subject in obj.get("subjects", []):
+                subject["namespace"] = ns
+            docs.append(obj)
+        kubectl = tools.cluster_bin("kubectl")
+        assert kubectl is not None
+        _apply(kubectl, e2e.kubeconfig, docs, dry_run=False)
+        (body,) = _plan_workflows(
+            tmp_path / "plan", tools.OVERLAYS["dev"] / "config.yaml", [_order(f"adm-{suffix}")]
+        )
+        body["metadata"]["namespace"] = ns
+        custom = client.CustomObjectsApi(e2e.api)
+        bad = copy.deepcopy(body)
+        bad["spec"]["arguments"]["parameters"].append({"name": "image-qc", "value": "x.example/y"})
+        bad["metadata"]["name"] += "-bad"
+        _until_refused(custom, ns, bad)
+        custom.create_namespaced_custom_object("argoproj.io", "v1alpha1", ns, "workflows", body)
+        e2e.namespace, home = ns, e2e.namespace
+        try:
+            wf = e2e.wait(str(body["metadata"]["name"]))
+        finally:
+            e2e.namespace = home
+        assert wf["status"]["phase"] == "Succeeded", _summary(wf)
+    finally:
+        adm.delete_validating_admission_policy_binding(ns)
+        adm.delete_validating_admission_policy(ns)
+        core.delete_namespace(ns)
+
+
+def _until_refused(custom: Any, ns: str, body: dict[str, Any]) -> None:
+    """Poll (dry run) until the new policy is in force; the server picks it up lazily."""
+    from kubernetes.client.rest import ApiException
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            custom.create_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", ns, "workflows", body, dry_run="All"
+            )
+        except ApiException as exc:
+            if exc.status in {403, 422}:
+                return
+            raise
+        time.sleep(0.2)
+    pytest.fail("the admission policy never came into force")
