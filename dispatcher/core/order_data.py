@@ -13,7 +13,6 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Callable
 from typing import Any
 
 #: Deepest nesting of ``params`` (an object at the top counts as 1).
@@ -59,6 +58,8 @@ def load_json(text: str) -> Any:
     """
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
+    except DuplicateKeyError:
+        raise
     except ValueError as exc:
         if "integer string conversion" in str(exc):
             raise HugeIntegerError("an integer has more digits than any 64-bit integer") from exc
@@ -198,15 +199,3 @@ def uri_problem(value: str) -> str | None:
 
 def uri_scheme(value: str) -> str:
     return value.split(":", 1)[0].lower()
-
-
-def validator(check: Callable[[str], str | None]) -> Callable[[str], str]:
-    """A pydantic after-validator from a ``*_problem`` function."""
-
-    def validate(value: str) -> str:
-        problem = check(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    return validate

@@ -202,3 +202,10 @@ def test_braces_that_argo_does_not_read_are_plain_data() -> None:
     params = {"a": "{x}", "b": "} }", "c": "{ {", "d": "$(HOME)", "e": "}}", "f": ["{", "{"]}
     order = parse_order(body(params=params), {}, max_bytes=MAX)
     assert isinstance(order, Order) and order.params == params
+
+
+def test_a_duplicate_key_that_reads_like_another_error_is_still_a_duplicate() -> None:
+    data = b'{"order_id":"a","input":{"uri":"gs://b/k","size_bytes":1},"params":' + (
+        b'{"integer string conversion":1,"integer string conversion":2}}'
+    )
+    assert reject(data).reason is Reason.DUPLICATE_KEY
