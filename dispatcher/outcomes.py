@@ -1,43 +1,40 @@
-"""Per-order outcomes of a finished Workflow, read from Argo's ``{{workflow.failures}}``.
+"""Per-order outcomes of a finished Workflow, read from the Workflow's own status tree.
 
-One Workflow runs many orders, but upstream needs one answer per order. Argo's exit handler
-only learns which *nodes* failed (display name, message, template, phase, pod, time), so this
-module maps nodes to orders: a node that names an order (Argo puts a fanned-out item into the
-display name, ``order(3:input_uri:...,order_id:o-7,...)``) belongs to that order. Orders run
-independently (order-pipeline's fan-out has ``failFast: false``), so in a failed Workflow an
-order none of whose nodes failed did succeed, unless Argo cut the Workflow short (deadline,
-stop, terminate). Where no node can be mapped, every order gets the Workflow's own status.
+One Workflow runs many orders, but upstream needs one answer per order. The answer must not
+depend on text that order data or a step can shape: Argo writes a fanned-out item (the order,
+params and all) into the node's display name, and a step writes its own message. So orders are
+joined to nodes only through what the controller alone writes: the fan-out node of order
+``i`` is the child of the entrypoint DAG (``boundaryID``) running template ``order`` whose
+display name *starts* with ``order(i:`` (the index precedes any item text) and whose
+``order-id`` input is the order's id; a step belongs to the order whose fan-out node is its
+``boundaryID``. Messages are only ever reported on the order they belong to.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from dispatcher.order_mentions import OrderIndex
 
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 MAX_MESSAGE_CHARS = 1000
-
-_RETRY_ATTEMPT = re.compile(r"^(?P<base>.+)\((?P<attempt>\d+)\)$")
-_LOOP_INDEX = re.compile(r"^[^(]*\((?P<index>\d+):")
+#: The fan-out task in order-pipeline's entrypoint DAG and the template it runs.
+FAN_OUT_TEMPLATE = "order"
+_FAN_OUT_NAME = re.compile(r"^order\((?P<index>\d+):")
+_FAILED_PHASES = frozenset({"Failed", "Error"})
 _GENERIC_MESSAGE = re.compile(r"^(child '[^']*' failed|child [^ ]+ failed|)$")
-#: Messages of nodes Argo stopped: the Workflow hit its deadline or was stopped/terminated,
-#: so orders without a failed step may never have started.
-_CUT_SHORT = re.compile(r"deadline|stopped with strategy|shutdown with strategy|terminat", re.I)
 
 
 class ReportInputError(ValueError):
-    """An exit-handler argument cannot be read; the message says which and why."""
+    """The Workflow cannot be read as one of the dispatcher's; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
 class FailedNode:
-    """One entry of ``{{workflow.failures}}``."""
+    """One failed node of the Workflow's status tree."""
 
     display_name: str
     message: str = ""
@@ -80,187 +77,115 @@ class Outcome:
         return {"order_id": self.order_id, "workflow": self.workflow, "status": self.status}
 
 
-def parse_failures(text: str | None) -> list[FailedNode]:
-    """Read ``{{workflow.failures}}``; empty, ``null`` or an unresolved placeholder mean none."""
-    if _absent(text):
-        return []
+def order_ids_of(workflow: Mapping[str, Any]) -> list[str]:
+    """The order ids of the Workflow's ``orders`` argument, in fan-out order."""
+    params = ((workflow.get("spec") or {}).get("arguments") or {}).get("parameters") or []
+    text = next((p.get("value") for p in params if p.get("name") == "orders"), None)
+    if not isinstance(text, str):
+        raise ReportInputError("the Workflow has no orders argument")
     try:
-        raw = json.loads(text or "")
+        items = json.loads(text)
     except ValueError as exc:
-        raise ReportInputError(f"--failures is not JSON: {exc}") from exc
-    if isinstance(raw, str):
-        # Argo (v4) substitutes the failures as a JSON string holding the JSON list.
-        try:
-            raw = json.loads(raw) if raw.strip() else None
-        except ValueError as exc:
-            raise ReportInputError(f"--failures holds a string that is not JSON: {exc}") from exc
-    if raw is None:
-        return []
-    if isinstance(raw, dict):
-        raw = [raw]
-    if not isinstance(raw, list):
-        raise ReportInputError(f"--failures must be a JSON list, got {type(raw).__name__}")
-    return [
-        FailedNode(
-            display_name=_text(item.get("displayName") or item.get("name")),
-            message=_text(item.get("message")),
-            template=_text(item.get("templateName")),
-            phase=_text(item.get("phase")),
-            pod=_text(item.get("podName")),
-            finished_at=_text(item.get("finishedAt")),
-        )
-        for item in raw
-        if isinstance(item, dict)
-    ]
-
-
-def parse_orders(text: str | None) -> list[str]:
-    """Read the ``orders`` argument: a JSON list of items with ``order_id`` (or of ids)."""
-    if _absent(text):
-        raise ReportInputError("--orders is empty; it must be the Workflow's orders argument")
-    try:
-        raw = json.loads(text or "")
-    except ValueError as exc:
-        raise ReportInputError(f"--orders is not JSON: {exc}") from exc
-    if not isinstance(raw, list):
-        raise ReportInputError(f"--orders must be a JSON list, got {type(raw).__name__}")
-    order_ids: list[str] = []
-    for position, item in enumerate(raw):
-        order_id = item.get("order_id") if isinstance(item, dict) else item
+        raise ReportInputError(f"the orders argument is not JSON: {exc}") from exc
+    if not isinstance(items, list):
+        raise ReportInputError("the orders argument is not a JSON list")
+    ids: list[str] = []
+    for position, item in enumerate(items):
+        order_id = item.get("order_id") if isinstance(item, dict) else None
         if not isinstance(order_id, str) or not order_id:
-            raise ReportInputError(f"--orders item {position} has no order_id: {item!r:.200}")
-        if order_id not in order_ids:
-            order_ids.append(order_id)
-    return order_ids
+            raise ReportInputError(f"orders item {position} has no order_id")
+        ids.append(order_id)
+    return ids
 
 
-def outcomes(
-    *, workflow: str, status: str, failures: Sequence[FailedNode], order_ids: Sequence[str]
-) -> list[Outcome]:
-    """One outcome per order; see the module docstring for the mapping rules."""
+def outcomes(workflow: Mapping[str, Any], *, status: str) -> list[Outcome]:
+    """One outcome per order of ``workflow`` (a Workflow object as the API returns it).
+
+    ``status`` is ``{{workflow.status}}``: the exit handler runs before the Workflow's own
+    phase is final.
+    """
+    name = str((workflow.get("metadata") or {}).get("name") or "")
     status = status.strip() or "Unknown"
-    nodes = _without_retried_attempts(failures)
-    by_order, unattributed = _attribute(nodes, order_ids)
-    if len(by_order) == 1 and unattributed:
-        # One order failed: nested steps without the item in their name are most likely its.
-        only = next(iter(by_order))
-        by_order[only] = [*by_order[only], *unattributed]
-        unattributed = []
-    cut_short = next((n.message for n in nodes if _CUT_SHORT.search(n.message)), "")
+    ids = order_ids_of(workflow)
+    nodes: dict[str, dict[str, Any]] = dict((workflow.get("status") or {}).get("nodes") or {})
+    fan_out = _fan_out_nodes(nodes, root=name, ids=ids)
+    parents = {child: node_id for node_id, n in nodes.items() for child in n.get("children") or []}
     results: list[Outcome] = []
-    for order_id in order_ids:
-        own = by_order.get(order_id)
-        if own:
+    for index, order_id in enumerate(ids):
+        node = fan_out.get(index)
+        phase = str(node.get("phase") or "") if node else ""
+        if phase == SUCCEEDED:
+            results.append(Outcome(order_id, name, SUCCEEDED))
+        elif node is not None and phase in _FAILED_PHASES:
+            failed = _failed_steps(nodes, parents, boundary=str(node.get("id")), wf=name)
+            failed = failed or [_failed(node, wf=name, display=f"order({index})")]
             results.append(
-                Outcome(
-                    order_id=order_id,
-                    workflow=workflow,
-                    status=FAILED,
-                    failed_steps=tuple(own),
-                    message=_summary(own, prefix=""),
-                )
-            )
-        elif status == SUCCEEDED:
-            results.append(Outcome(order_id=order_id, workflow=workflow, status=SUCCEEDED))
-        elif by_order and not cut_short:
-            # Orders run independently (order-pipeline's DAG has failFast: false), so an
-            # order none of whose steps failed ran to the end although the Workflow failed.
-            message = f"Workflow {status} because of other orders; this order's steps passed"
-            results.append(
-                Outcome(order_id=order_id, workflow=workflow, status=SUCCEEDED, message=message)
-            )
-        elif by_order:
-            message = (
-                f"Workflow {status} and was cut short ({cut_short}); no step of this order "
-                "failed, but it may not have run to the end"
-            )
-            results.append(
-                Outcome(order_id=order_id, workflow=workflow, status=status, message=message)
+                Outcome(order_id, name, FAILED, tuple(failed), _summary(failed, prefix=""))
             )
         else:
-            prefix = f"Workflow {status}"
-            message = _summary(nodes, prefix=prefix + ": ") if nodes else prefix
-            results.append(
-                Outcome(
-                    order_id=order_id,
-                    workflow=workflow,
-                    status=status,
-                    failed_steps=tuple(nodes),
-                    message=message,
-                )
-            )
+            state = f"ended {phase}" if phase else "never started"
+            message = f"Workflow {status}; this order {state}"
+            results.append(Outcome(order_id, name, status, (), message))
     return results
 
 
-def _attribute(
-    nodes: Sequence[FailedNode], order_ids: Sequence[str]
-) -> tuple[dict[str, list[FailedNode]], list[FailedNode]]:
-    index = OrderIndex(order_ids)
-    by_order: dict[str, list[FailedNode]] = {}
-    unattributed: list[FailedNode] = []
-    for node in nodes:
-        named = index.named_in(node.display_name) | index.named_in(node.message)
-        for order_id in sorted(named, key=order_ids.index):
-            by_order.setdefault(order_id, []).append(node)
-        if not named:
-            unattributed.append(node)
-    if by_order:
-        return by_order, unattributed
-    # Fallback for loop items that do not carry the order id: the loop index. Used only when
-    # no node names an order, since a nested loop's index would otherwise be misread.
-    rest: list[FailedNode] = []
-    for node in unattributed:
-        match = _LOOP_INDEX.match(node.display_name)
-        position = int(match.group("index")) if match else -1
-        if 0 <= position < len(order_ids):
-            by_order.setdefault(order_ids[position], []).append(node)
-        else:
-            rest.append(node)
-    return by_order, rest
-
-
-def _without_retried_attempts(failures: Sequence[FailedNode]) -> list[FailedNode]:
-    """Drop failed attempts of a retry whose parent is not failed (a later attempt passed)."""
-    failed_names = {node.display_name for node in failures}
-    kept: list[FailedNode] = []
-    for node in failures:
-        match = _RETRY_ATTEMPT.match(node.display_name)
-        if match and match.group("base") not in failed_names:
+def _fan_out_nodes(
+    nodes: Mapping[str, Mapping[str, Any]], *, root: str, ids: Sequence[str]
+) -> dict[int, Mapping[str, Any]]:
+    found: dict[int, Mapping[str, Any]] = {}
+    for node in nodes.values():
+        if node.get("templateName") != FAN_OUT_TEMPLATE or node.get("boundaryID") != root:
             continue
-        kept.append(node)
-    return kept
+        match = _FAN_OUT_NAME.match(str(node.get("displayName") or ""))
+        if match is None:
+            continue
+        index = int(match.group("index"))
+        inputs = (node.get("inputs") or {}).get("parameters") or []
+        own_id = next((p.get("value") for p in inputs if p.get("name") == "order-id"), None)
+        if index < len(ids) and own_id == ids[index]:
+            found[index] = node
+    return found
+
+
+def _failed_steps(
+    nodes: Mapping[str, Mapping[str, Any]], parents: Mapping[str, str], *, boundary: str, wf: str
+) -> list[FailedNode]:
+    failed: list[FailedNode] = []
+    for node_id, node in nodes.items():
+        if node.get("boundaryID") != boundary or node.get("phase") not in _FAILED_PHASES:
+            continue
+        parent = nodes.get(parents.get(node_id, ""), {})
+        if parent.get("type") == "Retry" and parent.get("phase") == SUCCEEDED:
+            continue  # an attempt of a retry that later passed
+        failed.append(_failed(node, wf=wf))
+    return sorted(failed, key=lambda n: (n.finished_at, n.display_name))
+
+
+def _failed(node: Mapping[str, Any], *, wf: str, display: str | None = None) -> FailedNode:
+    template = str(node.get("templateName") or "")
+    node_id = str(node.get("id") or "")
+    pod = ""
+    if node.get("type") == "Pod" and node_id.startswith(wf + "-"):
+        pod = f"{wf}-{template}-{node_id.rsplit('-', 1)[-1]}"
+    return FailedNode(
+        display_name=display or str(node.get("displayName") or ""),
+        message=str(node.get("message") or ""),
+        template=template,
+        phase=str(node.get("phase") or ""),
+        pod=pod,
+        finished_at=str(node.get("finishedAt") or ""),
+    )
 
 
 def _summary(nodes: Sequence[FailedNode], *, prefix: str) -> str:
     """The most telling messages first: a step's own error over "child ... failed"."""
     specific = [n for n in nodes if not _GENERIC_MESSAGE.match(n.message.strip())]
-    chosen = specific or list(nodes)
     parts: list[str] = []
-    for node in chosen:
-        part = f"{_short_name(node.display_name)}: {node.message.strip() or node.phase or 'failed'}"
+    for node in specific or list(nodes):
+        part = f"{node.display_name}: {node.message.strip() or node.phase or 'failed'}"
         if part not in parts:
             parts.append(part)
     text = prefix + "; ".join(parts[:3])
     if len(parts) > 3:
         text += f"; and {len(parts) - 3} more"
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
-
-
-def _short_name(display_name: str) -> str:
-    """``process(3:input_uri:...,order_id:o-7)`` reads better as ``process(3)``."""
-    match = _LOOP_INDEX.match(display_name)
-    if match is None:
-        return display_name
-    head = display_name[: match.start("index")]
-    return f"{head}{match.group('index')})"
-
-
-def _absent(text: str | None) -> bool:
-    stripped = (text or "").strip()
-    return stripped in {"", "null", "None"} or (
-        stripped.startswith("{{") and stripped.endswith("}}")
-    )
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)

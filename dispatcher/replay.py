@@ -34,6 +34,7 @@ CONTENT_REASONS = frozenset(
         Reason.BODY_TOO_LARGE,
         Reason.INVALID_ENCODING,
         Reason.INVALID_JSON,
+        Reason.DUPLICATE_KEY,
         Reason.NOT_AN_OBJECT,
         Reason.SCHEMA,
         Reason.UNSUPPORTED_SCHEMA_VERSION,

@@ -25,7 +25,8 @@ class ClusterBackend:
     membership: Membership
     ledger: OrderLedger
     identity: str
-    checks: list[Callable[[], tuple[bool, str]]] = field(default_factory=list)
+    #: readiness checks keyed by the stable reason code /readyz reports when one fails
+    checks: dict[str, Callable[[], tuple[bool, str]]] = field(default_factory=dict)
 
     def close(self) -> None:
         self.view.stop()
@@ -48,5 +49,8 @@ def connect_cluster(settings: Settings, *, kubeconfig: str | None, identity: str
     view.start()
     sink = KubeWorkflowSink(api, namespace=settings.namespace)
     backend = ClusterBackend(sink, view, membership, ledger, identity)
-    backend.checks = [sink.ping, lambda: (view.synced(), "workflow watch synced")]
+    backend.checks = {
+        "kubernetes_unavailable": sink.ping,
+        "workflow_watch_not_synced": lambda: (view.synced(), "workflow watch synced"),
+    }
     return backend

@@ -1,4 +1,9 @@
-"""The operations endpoint: ``/healthz``, ``/readyz`` and Prometheus ``/metrics`` on one port."""
+"""The operations endpoint: ``/healthz``, ``/readyz`` and Prometheus ``/metrics`` on one port.
+
+``/readyz`` answers with stable reason codes only (``not_ready: pubsub_unavailable``): the
+probe is reachable from wherever the port is, and exception text can carry hostnames, paths or
+credentials in URLs. The text goes to the log, once per change.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from dispatcher.logging import get_logger
+
 Check = Callable[[], tuple[bool, str]]
+
+log = get_logger()
+
+
+class Readiness:
+    """Named checks; the answer names the failing ones by code, the log gets their details."""
+
+    def __init__(self, checks: dict[str, Check]) -> None:
+        self._checks = dict(checks)
+        self._last: dict[str, str | None] = {}
+
+    def add(self, checks: dict[str, Check]) -> None:
+        self._checks.update(checks)
+
+    def __call__(self) -> tuple[bool, str]:
+        failing: list[str] = []
+        for code, check in self._checks.items():
+            try:
+                ok, detail = check()
+            except Exception as exc:  # noqa: BLE001 - a failing check is a failed check
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            if not ok:
+                failing.append(code)
+                if self._last.get(code) != detail:
+                    log.warning("readiness_check_failed", check=code, detail=detail[:500])
+            self._last[code] = None if ok else detail
+        return not failing, "ready" if not failing else "not_ready: " + ",".join(failing)
 
 
 class OpsServer:

@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from dispatcher.adapters.kubeclient import translate
+from dispatcher.adapters.kubeclient import api_client, translate
 from dispatcher.core.render import API_VERSION, LABEL_MANAGED_BY, MANAGED_BY
 
 PAGE_SIZE = 500
@@ -40,3 +40,16 @@ def managed_workflows(api: Any, *, namespace: str) -> Iterator[dict[str, Any]]:
         token = (page.get("metadata") or {}).get("continue")
         if not token:
             return
+
+
+def get_workflow(name: str, *, namespace: str, kubeconfig: str | None = None) -> dict[str, Any]:
+    """One Workflow object (the exit handler reads its own, status tree included)."""
+    group, version = API_VERSION.split("/")
+    with api_client(kubeconfig) as api:
+        try:
+            found: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                group, version, namespace, "workflows", name
+            )
+        except ApiException as exc:
+            raise translate(exc, what=f"reading Workflow {namespace}/{name}") from exc
+    return found

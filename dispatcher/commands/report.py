@@ -1,27 +1,32 @@
 """``dispatcher report``: the Workflow's exit handler tells upstream how each order ended.
 
-It runs in the WorkflowTemplate's ``onExit`` step with ``{{workflow.name}}``,
-``{{workflow.status}}``, ``{{workflow.failures}}`` and the ``orders`` argument, and publishes
-one result message per order. The mapping from failed Argo nodes to orders lives in
-:mod:`dispatcher.outcomes`; this module reads the arguments and publishes.
+It runs in the WorkflowTemplate's ``onExit`` step with only ``{{workflow.name}}``,
+``{{workflow.namespace}}`` and ``{{workflow.status}}`` on its command line (nothing that grows
+with the batch), reads the Workflow object from the API server and publishes one result message
+per order. The mapping from the status tree to orders lives in :mod:`dispatcher.outcomes`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
+import yaml
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import pubsub_v1
 
+from dispatcher.adapters.workflow_list import get_workflow
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.pubsub_access import explain, qualify
+from dispatcher.errors import DispatchError
 from dispatcher.logging import get_logger
-from dispatcher.outcomes import Outcome, ReportInputError, outcomes, parse_failures, parse_orders
+from dispatcher.outcomes import Outcome, ReportInputError, outcomes
 
 RESULTS_TOPIC_ENV = "DISPATCHER_RESULTS_TOPIC"
 PUBLISH_TIMEOUT_SECONDS = 60.0
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 log = get_logger()
 
@@ -29,18 +34,20 @@ log = get_logger()
 @click.command("report")
 @click.option("--workflow", required=True, help="The Workflow's name ({{workflow.name}}).")
 @click.option(
+    "--namespace",
+    default=None,
+    help="The Workflow's namespace ({{workflow.namespace}}); default: the pod's own.",
+)
+@click.option(
     "--status", required=True, help="The Workflow's status ({{workflow.status}}): Succeeded, ..."
 )
 @click.option(
-    "--failures",
-    default="",
-    help="{{workflow.failures}}: JSON list of failed nodes; empty or null when none failed.",
+    "--workflow-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the Workflow object (JSON or YAML) from this file instead of the API server.",
 )
-@click.option(
-    "--orders",
-    required=True,
-    help="The Workflow's orders argument: JSON list of items with order_id.",
-)
+@click.option("--kubeconfig", default=None, help="Kubeconfig (default: in-cluster, $KUBECONFIG).")
 @click.option(
     "--topic",
     required=True,
@@ -57,9 +64,10 @@ log = get_logger()
 @click.option("--dry-run", is_flag=True, help="Print the messages as JSON lines; publish nothing.")
 def report_command(
     workflow: str,
+    namespace: str | None,
     status: str,
-    failures: str,
-    orders: str,
+    workflow_file: Path | None,
+    kubeconfig: str | None,
     topic: str,
     project: str | None,
     config_path: Path | None,
@@ -68,25 +76,20 @@ def report_command(
     """Publish one result per order of a finished Workflow (Argo exit handler).
 
     Message data: {"order_id", "workflow", "status", "failed_steps": [...], "message"};
-    attributes: order_id, workflow, status. A failed node whose display name or message names
-    an order (Argo puts the loop item, with its order_id, into the display name) marks that
-    order Failed; the other orders ran on their own (failFast: false) and Succeeded, unless
-    Argo cut the Workflow short (deadline, stop, terminate): then they get the Workflow's
-    status. Failed attempts of a retry that later passed are ignored. When no failed node
-    names an order, every order gets the Workflow's status. Exits 0 once every message is
-    published, 1 when one could not be, 2 when --orders cannot be read.
+    attributes: order_id, workflow, status. Each order's fan-out node in the Workflow's status
+    tree decides: Succeeded, or Failed with the failed steps under it; an order whose node
+    never finished gets the Workflow's status. Nothing that order data or a step writes (display
+    names, messages) decides which order a node belongs to. Exits 0 once every message is
+    published, 1 when one could not be, 2 when the Workflow cannot be read.
     """
+    doc = _load(workflow_file) if workflow_file else _fetch(workflow, namespace, kubeconfig)
+    name = str((doc.get("metadata") or {}).get("name") or "")
+    if name != workflow:
+        raise click.UsageError(f"the Workflow read is {name!r}, not {workflow!r}")
     try:
-        order_ids = parse_orders(orders)
+        results = outcomes(doc, status=status)
     except ReportInputError as exc:
         raise click.UsageError(str(exc)) from exc
-    try:
-        nodes = parse_failures(failures)
-    except ReportInputError as exc:
-        # Still answer for every order: with no node to map, each gets the Workflow's status.
-        log.warning("failures_unreadable", workflow=workflow, error=str(exc))
-        nodes = []
-    results = outcomes(workflow=workflow, status=status, failures=nodes, order_ids=order_ids)
     if dry_run:
         for result in results:
             click.echo(
@@ -100,6 +103,25 @@ def report_command(
         project = settings_or_exit(config_path).pubsub.project
     path = qualify(topic, kind="topics", project=project or "")
     _publish(path, results, workflow=workflow)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict):
+        raise click.UsageError(f"{path} does not hold a Workflow object")
+    return doc
+
+
+def _fetch(name: str, namespace: str | None, kubeconfig: str | None) -> dict[str, Any]:
+    if namespace is None:
+        try:
+            namespace = SA_NAMESPACE_FILE.read_text().strip()
+        except OSError as exc:
+            raise click.UsageError(f"--namespace is needed outside a pod: {exc}") from exc
+    try:
+        return get_workflow(name, namespace=namespace, kubeconfig=kubeconfig)
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _publish(topic: str, results: list[Outcome], *, workflow: str) -> None:

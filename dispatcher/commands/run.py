@@ -72,7 +72,7 @@ def run_command(
     from google.cloud import pubsub_v1
 
     from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
-    from dispatcher.adapters.http import OpsServer
+    from dispatcher.adapters.http import Check, OpsServer, Readiness
     from dispatcher.adapters.ledger_memory import MemoryLedger
     from dispatcher.adapters.pubsub import ensure_subscription, ensure_topic
     from dispatcher.adapters.sinks import DirectorySink, WorkflowSink
@@ -103,7 +103,7 @@ def run_command(
     cluster: ClusterState
     members: Members
     ledger: OrderLedger
-    checks: list[Any] = []
+    checks: dict[str, Check] = {}
     closers: list[Any] = []
     if sink_dir is not None:
         sink, cluster, replica = DirectorySink(sink_dir), LocalClusterState(), ""
@@ -114,7 +114,7 @@ def run_command(
         backend = connect_cluster(settings, kubeconfig=kubeconfig, identity=me)
         sink, cluster, replica = backend.sink, backend.view, me
         members, ledger = backend.membership, backend.ledger
-        checks.extend(backend.checks)
+        checks.update(backend.checks)
         closers.append(backend.close)
 
     service = Service(
@@ -128,12 +128,8 @@ def run_command(
         config_path=config_path,
         replica=replica,
     )
-    pubsub_ready = _PubSubProbe(subscriber, ps.subscription_path())
-    checks.insert(0, pubsub_ready)
-
-    def ready() -> tuple[bool, str]:
-        results = [check() for check in checks]
-        return all(ok for ok, _ in results), "; ".join(detail for _, detail in results)
+    ready = Readiness({"pubsub_unavailable": _PubSubProbe(subscriber, ps.subscription_path())})
+    ready.add(checks)
 
     ops = OpsServer(
         port=settings.service.http_port if http_port is None else http_port,

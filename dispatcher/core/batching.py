@@ -13,23 +13,14 @@ from typing import Generic, TypeVar
 
 from dispatcher.core.classify import Ticket
 from dispatcher.core.settings import Settings, SizeClass
+from dispatcher.core.wire_size import OBJECT_OVERHEAD_BYTES
 
 R = TypeVar("R")
 
-# Room for the Workflow's metadata, labels and the non-order arguments.
-OBJECT_OVERHEAD_BYTES = 2048
-# Per order, besides its item: its id in the order-ids annotation, a message id, separators.
-PER_ORDER_OVERHEAD_BYTES = 48
-
 
 def ticket_object_bytes(ticket: Ticket[R]) -> int:
-    """How many bytes one order adds to a Workflow object (an upper estimate)."""
-    item, order_id = ticket.item_json, ticket.order_id
-    return (
-        (len(item) if item.isascii() else len(item.encode("utf-8")))
-        + (len(order_id) if order_id.isascii() else len(order_id.encode("utf-8")))
-        + PER_ORDER_OVERHEAD_BYTES
-    )
+    """How many bytes one order adds to the stored Workflow object (see core/wire_size.py)."""
+    return ticket.object_bytes
 
 
 @dataclass(frozen=True, slots=True)

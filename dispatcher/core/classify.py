@@ -7,13 +7,16 @@ bytes without re-serialising, and lets rendering simply join the items.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Generic, TypeVar
 
 from dispatcher.core.order import Order, Reason, Rejection
+from dispatcher.core.order_data import uri_scheme
 from dispatcher.core.settings import Settings, SizeClass
+from dispatcher.core.wire_size import OBJECT_OVERHEAD_BYTES, order_object_bytes
 
 R = TypeVar("R")
 
@@ -34,10 +37,13 @@ class Ticket(Generic[R]):
     # copies of the order's key fields: read many times per order in the hot path
     order_id: str = field(init=False)
     size_bytes: int = field(init=False)
+    #: bytes this order adds to the stored Workflow object (core/wire_size.py)
+    object_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.order_id = self.order.order_id
         self.size_bytes = self.order.input.size_bytes
+        self.object_bytes = order_object_bytes(self.item_json, self.order_id)
 
 
 class Classifier:
@@ -50,6 +56,8 @@ class Classifier:
         ]
         self._steps = dict(settings.optional_steps)
         self._sorted_steps = sorted(self._steps.items())
+        self._max_object_bytes = settings.orders.max_workflow_object_bytes
+        self._schemes = frozenset(s.lower() for s in settings.orders.allowed_uri_schemes)
 
     def size_class_for(self, size_bytes: int) -> SizeClass | None:
         index = bisect.bisect_left(self._bounds, size_bytes)
@@ -63,6 +71,13 @@ class Classifier:
                 f"unknown optional step(s) {unknown}; known: {sorted(self._steps)}",
                 order.order_id,
             )
+        scheme = uri_scheme(order.input.uri)
+        if scheme not in self._schemes:
+            return Rejection(
+                Reason.URI_SCHEME,
+                f"input.uri scheme {scheme!r:.40} is not allowed; allowed: {sorted(self._schemes)}",
+                order.order_id,
+            )
         size_class = self.size_class_for(order.input.size_bytes)
         if size_class is None:
             return Rejection(
@@ -70,13 +85,23 @@ class Classifier:
                 f"input.size_bytes={order.input.size_bytes} is above every class's bound",
                 order.order_id,
             )
-        return Ticket(
+        ticket = Ticket(
             order=order,
             size_class=size_class.name,
             item_json=self.item_json(order),
             received_at=now,
             receipts=[receipt],
         )
+        if OBJECT_OVERHEAD_BYTES + ticket.object_bytes > self._max_object_bytes:
+            # Escaping can make a body under max_order_bytes several times larger in the
+            # Workflow; a batch of one must still fit.
+            return Rejection(
+                Reason.BODY_TOO_LARGE,
+                f"the order takes {ticket.object_bytes} bytes in a Workflow object (after JSON "
+                f"escaping); the limit is {self._max_object_bytes - OBJECT_OVERHEAD_BYTES}",
+                order.order_id,
+            )
+        return ticket
 
     def item_json(self, order: Order) -> str:
         """The order as one element of the Workflow's ``orders`` argument (keys sorted).
@@ -93,8 +118,22 @@ class Classifier:
         return (
             f'{{"input_uri":{encode(order.input.uri)},"order_id":{encode(order.order_id)},'
             f'"params":{_ENCODE(order.params) if order.params else "{}"},'
-            f'"priority":{order.priority},"size_bytes":{order.input.size_bytes}{flags}}}'
+            f'"priority":{order.priority},"size_bytes":{order.input.size_bytes}{flags},'
+            f'"work_key":"{work_key(order.order_id)}"}}'
         )
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+# allow_nan off: the order model already refuses non-finite numbers; should one slip through,
+# failing here (one order) beats Argo failing the whole batch on `NaN`.
+def work_key(order_id: str) -> str:
+    """The order's storage path segment (``WORK_URI``): 32 hex characters of SHA-256 of the id.
+
+    A hash, not the id: ids may hold any printable text, and a path built from one could name
+    another order's prefix (``a/../b``) or look like one (``a`` vs ``a/``).
+    """
+    return hashlib.sha256(order_id.encode("utf-8")).hexdigest()[:32]
+
+
+_ENCODE = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+).encode

@@ -122,7 +122,12 @@ class OrderLimits(_Strict):
     """Bounds on single orders and on the Workflow objects built from them."""
 
     max_order_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+    # Byte-exact (core/batching.py): the Workflow as the API server stores it. 1 MiB is Argo's
+    # own limit and leaves etcd's 1.5 MiB request limit 512 KiB for status and managedFields.
     max_workflow_object_bytes: int = Field(default=64 * 1024, ge=4096, le=1024 * 1024)
+    # Schemes an order's input.uri may use (lower case); anything else is dead-lettered with
+    # reason uri_scheme, so a step never gets a file:// or http:// location it did not expect.
+    allowed_uri_schemes: tuple[str, ...] = Field(default=("gs",), min_length=1)
 
     @model_validator(mode="after")
     def _one_order_fits(self) -> Self:

@@ -37,10 +37,10 @@ def swarm() -> tuple[list[tuple[bytes, dict[str, str]]], set[str], dict[bytes, s
     bad = [
         (b"{not json", "invalid_json"),
         (b"[1,2,3]", "not_an_object"),
-        (b'{"order_id":"","input":{"uri":"u","size_bytes":1}}', "schema"),
-        (b'{"order_id":"x","input":{"uri":"u","size_bytes":true}}', "schema"),
+        (b'{"order_id":"","input":{"uri":"gs://u/k","size_bytes":1}}', "schema"),
+        (b'{"order_id":"x","input":{"uri":"gs://u/k","size_bytes":true}}', "schema"),
         (
-            b'{"order_id":"x","input":{"uri":"u","size_bytes":1},"schema_version":9}',
+            b'{"order_id":"x","input":{"uri":"gs://u/k","size_bytes":1},"schema_version":9}',
             "unsupported_schema_version",
         ),
     ]

@@ -286,6 +286,7 @@ class E2E:
         from kubernetes import client
 
         self.namespace: str = cluster.namespace
+        self.kubeconfig: str = cluster.kubeconfig
         self.api = cluster.api_client()
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
@@ -452,15 +453,27 @@ def test_batch_succeeds_on_the_class_pool_with_optional_steps(e2e: E2E) -> None:
         assert pod.spec.service_account_name == "burst-dispatcher-workflow"
     (report,) = [p for n, p in pods.items() if n.startswith(f"{name}.onExit(")]
     assert e2e.pool_of(report) == "ondemand"
+    assert report.spec.service_account_name == "burst-dispatcher-report"
     args = next(c for c in report.spec.containers if c.name == "main").args
-    assert args[:5] == ["report", "--workflow", name, "--status", "Succeeded"]
+    assert args[:7] == [
+        "report",
+        "--workflow",
+        name,
+        "--namespace",
+        e2e.namespace,
+        "--status",
+        "Succeeded",
+    ]
 
 
 @pytest.mark.cluster
 def test_failing_order_fails_alone_and_the_exit_handler_reports_it(e2e: E2E) -> None:
     suffix = uuid.uuid4().hex[:8]
     good, bad = f"good-{suffix}", f"fail-{suffix}"
-    name = e2e.submit([_order(good), _order(bad)])
+    # The failing order's params name the good one the way Argo writes an item into a display
+    # name: before issue 9 `dispatcher report` then failed the good order too.
+    hostile = _order(bad) | {"params": {"x": f"x,order_id:{good}", "y": f"order_id={good}"}}
+    name = e2e.submit([_order(good), hostile])
     wf = e2e.wait(name)
     assert wf["status"]["phase"] == "Failed", _summary(wf)
     steps = _order_steps(wf)
@@ -468,33 +481,24 @@ def test_failing_order_fails_alone_and_the_exit_handler_reports_it(e2e: E2E) -> 
     assert steps[bad]["process"]["phase"] == "Failed"
     assert len(_attempts(wf, steps[bad]["process"])) == 4  # the first try and 3 retries
     assert "publish-output" not in steps[bad] or steps[bad]["publish-output"]["phase"] == "Omitted"
+    assert any(f"order_id:{good}" in n["displayName"] for n in wf["status"]["nodes"].values())
     (exit_node,) = [n for n in wf["status"]["nodes"].values() if n["name"] == f"{name}.onExit"]
     assert exit_node["phase"] == "Succeeded"
     (report,) = [p for n, p in e2e.pods(name).items() if n.startswith(f"{name}.onExit(")]
     args = next(c for c in report.spec.containers if c.name == "main").args
     flags = dict(zip(args[1::2], args[2::2], strict=False))
     assert flags["--status"] == "Failed"
-    # Argo v4 substitutes {{workflow.failures}} as a JSON *string* holding the JSON list (it
-    # strconv.Quote()s the value, operator.go); `dispatcher report` must unwrap it too.
-    failures = json.loads(flags["--failures"])
-    if isinstance(failures, str):
-        failures = json.loads(failures)
-    assert any(f["displayName"] == "process" for f in failures), flags["--failures"][:500]
-    # `dispatcher report` attributes a failure to an order through the per-order DAG node,
-    # whose display name carries the loop item (with its order_id).
-    assert any(bad in f["displayName"] and good not in f["displayName"] for f in failures)
-    outcome = _run([*_dispatcher(), *args, "--dry-run"])
+    assert flags["--topic"] == "projects/acme-orders-dev/topics/order-results"
+    assert max(len(a) for a in args) < 200  # nothing on the command line grows with the batch
+    # The exit handler's own command, reading this Workflow from the real API server.
+    outcome = _run([*_dispatcher(), *args, "--kubeconfig", e2e.kubeconfig, "--dry-run"])
     assert outcome.returncode == 0, outcome.stderr
     published = [json.loads(line) for line in outcome.stdout.splitlines() if line.strip()]
-    statuses = {m.get("attributes", m).get("order_id"): m for m in published}
+    statuses = {m["attributes"]["order_id"]: m["data"] for m in published}
     assert set(statuses) == {good, bad}, outcome.stdout
-    assert bad in outcome.stdout and "Failed" in json.dumps(statuses[bad])
-    assert "Succeeded" in json.dumps(statuses[good]), (
-        "`dispatcher report` did not attribute the failure to one order: Argo passes "
-        "{{workflow.failures}} as a JSON string holding the list (see above)"
-    )
-    assert {o["order_id"] for o in json.loads(flags["--orders"])} == {good, bad}
-    assert flags["--topic"] == "projects/acme-orders-dev/topics/order-results"
+    assert statuses[bad]["status"] == "Failed"
+    assert any(s["step"] == "process" for s in statuses[bad]["failed_steps"])
+    assert statuses[good]["status"] == "Succeeded" and statuses[good]["failed_steps"] == []
 
 
 @pytest.mark.cluster

@@ -397,7 +397,7 @@ def test_example_config_names_the_same_pubsub_resources(env: str, settings: Sett
 
 def test_no_placeholder_survives(app: list[dict[str, Any]], infra: list[dict[str, Any]]) -> None:
     text = repr(app) + repr(infra)
-    for placeholder in ("PROJECT_ID", "PROJECT_NUMBER", "local-project"):
+    for placeholder in ("PROJECT_ID", "PROJECT_NUMBER", "local-project", "CONTROL_PLANE_CIDR"):
         assert placeholder not in text
 
 

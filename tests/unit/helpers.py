@@ -16,7 +16,9 @@ def settings(**limits: object) -> Settings:
 
 def order(order_id: str, size: int = 1000, **extra: object) -> Order:
     return Order(
-        order_id=order_id, input=OrderInput(uri=f"gs://b/{order_id}", size_bytes=size), **extra
+        order_id=order_id,
+        input=OrderInput(uri="gs://b/" + order_id.replace(" ", "%20"), size_bytes=size),
+        **extra,
     )  # type: ignore[arg-type]
 
 

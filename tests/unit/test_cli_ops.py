@@ -1,10 +1,8 @@
-"""Operator commands' pure parts: dead-letter records and replay attributes, exit-handler
-outcomes, limit edits and the Workflow census, plus the CLI surface that needs no server."""
+"""Operator commands' pure parts: dead-letter records and replay attributes, limit edits and the Workflow census, plus the CLI surface that needs no server."""
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,16 +23,6 @@ from dispatcher.config import ConfigError, default_config_text, load_settings
 from dispatcher.core.decisions import DeadLetter
 from dispatcher.core.order import Reason
 from dispatcher.limit_edits import LimitChange, LimitEditError, edit_limits
-from dispatcher.order_mentions import OrderIndex, mentions
-from dispatcher.outcomes import (
-    FAILED,
-    SUCCEEDED,
-    FailedNode,
-    ReportInputError,
-    outcomes,
-    parse_failures,
-    parse_orders,
-)
 from dispatcher.replay import (
     MAX_DELIVERY_ATTEMPTS,
     REPLAYED_FROM,
@@ -165,192 +153,6 @@ def test_default_names_follow_the_deployed_resources() -> None:
     full = "projects/x/subscriptions/y"
     assert dead_letter_subscription(full, settings=cfg, project="z") == full
     assert qualify("orders", kind="topics", project="p") == "projects/p/topics/orders"
-
-
-# -- exit handler outcomes -------------------------------------------------------------------
-def argo_item_name(step: str, index: int, order_id: str, size: int = 1000) -> str:
-    """A fanned-out step's display name as Argo writes it for a map item (keys sorted)."""
-    item = {
-        "input_uri": f"gs://in/{order_id}",
-        "order_id": order_id,
-        "params": "map[]",
-        "priority": 0,
-        "size_bytes": size,
-    }
-    return f"{step}({index}:" + ",".join(f"{k}:{v}" for k, v in sorted(item.items())) + ")"
-
-
-@pytest.mark.parametrize("empty", ["", "null", "  ", None, "{{workflow.failures}}", "[]"])
-def test_failures_tolerate_empty_values(empty: str | None) -> None:
-    assert parse_failures(empty) == []
-
-
-def test_failures_parse_argo_fields_and_reject_garbage() -> None:
-    text = json.dumps(
-        [
-            {
-                "displayName": "process(0:order_id:o-1)",
-                "message": "Error (exit code 1)",
-                "templateName": "order",
-                "phase": "Failed",
-                "podName": "wf-1-order-123",
-                "finishedAt": "2025-06-01T12:00:00Z",
-            },
-            "not a node",
-        ]
-    )
-    (node,) = parse_failures(text)
-    assert node.to_json() == {
-        "step": "process(0:order_id:o-1)",
-        "template": "order",
-        "phase": "Failed",
-        "message": "Error (exit code 1)",
-        "pod": "wf-1-order-123",
-        "finished_at": "2025-06-01T12:00:00Z",
-    }
-    # Argo v4 hands the list over as a JSON string holding the JSON list
-    assert parse_failures(json.dumps(text)) == parse_failures(text)
-    with pytest.raises(ReportInputError):
-        parse_failures("{not json")
-    with pytest.raises(ReportInputError):
-        parse_failures('"a string"')
-
-
-def test_orders_argument_forms() -> None:
-    rendered = '[{"order_id":"o-1","size_bytes":1},{"order_id":"o-2"},{"order_id":"o-1"}]'
-    assert parse_orders(rendered) == ["o-1", "o-2"]
-    assert parse_orders('["a", "b"]') == ["a", "b"]
-    for bad in ["", "null", "{}", '[{"id": 1}]', "[", "{{workflow.parameters.orders}}"]:
-        with pytest.raises(ReportInputError):
-            parse_orders(bad)
-
-
-def test_one_failed_order_gets_its_nested_steps_and_others_keep_the_workflow_status() -> None:
-    ids = ["o-1", "o-2", "o-3"]
-    failures = [
-        FailedNode(argo_item_name("process", 1, "o-2"), "child 'wf-x-1' failed", phase="Failed"),
-        FailedNode("transcode", "Error (exit code 3)", template="transcode", phase="Failed"),
-        FailedNode("[0]", "child 'wf-x-2' failed", phase="Failed"),
-    ]
-    results = {
-        o.order_id: o
-        for o in outcomes(workflow="wf", status="Failed", failures=failures, order_ids=ids)
-    }
-    failed = results["o-2"]
-    assert failed.status == FAILED
-    assert {n.display_name for n in failed.failed_steps} >= {"transcode"}
-    assert failed.message.startswith("transcode: Error (exit code 3)")
-    for other in ("o-1", "o-3"):
-        assert results[other].status == SUCCEEDED and results[other].failed_steps == ()
-        assert "because of other orders" in results[other].message
-    assert failed.attributes() == {"order_id": "o-2", "workflow": "wf", "status": "Failed"}
-
-
-def test_succeeded_workflow_with_retried_attempts_reports_success() -> None:
-    ids = ["o-1", "o-2"]
-    failures = [
-        FailedNode(argo_item_name("process", 0, "o-1") + "(0)", "pod deleted (spot preemption)"),
-        FailedNode(argo_item_name("process", 0, "o-1") + "(1)", "pod deleted"),
-    ]
-    results = outcomes(workflow="wf", status="Succeeded", failures=failures, order_ids=ids)
-    assert [r.status for r in results] == [SUCCEEDED, SUCCEEDED]
-    assert all(r.failed_steps == () and r.message == "" for r in results)
-
-
-def test_retry_that_gave_up_fails_its_order() -> None:
-    parent = argo_item_name("process", 0, "o-1")
-    failures = [
-        FailedNode(parent, "No more retries left"),
-        FailedNode(parent + "(0)", "pod deleted"),
-        FailedNode(parent + "(1)", "Error (exit code 1)"),
-    ]
-    (result,) = outcomes(workflow="wf", status="Failed", failures=failures, order_ids=["o-1"])
-    assert result.status == FAILED and len(result.failed_steps) == 3
-    assert "process(0)" in result.message
-
-
-def test_a_workflow_cut_short_gives_unfailed_orders_its_status() -> None:
-    failures = [
-        FailedNode(argo_item_name("order", 0, "o-1"), "Step exceeded its deadline"),
-        FailedNode("process", "Stopped with strategy 'Terminate'"),
-    ]
-    results = outcomes(workflow="wf", status="Failed", failures=failures, order_ids=["o-1", "o-2"])
-    assert [r.status for r in results] == [FAILED, "Failed"]
-    assert "cut short" in results[1].message and results[1].failed_steps == ()
-
-
-def test_continue_on_failure_inside_a_succeeded_workflow() -> None:
-    failures = [FailedNode(argo_item_name("qc", 2, "o-3"), "qc rejected the output")]
-    results = outcomes(
-        workflow="wf", status="Succeeded", failures=failures, order_ids=["o-1", "o-2", "o-3"]
-    )
-    assert [r.status for r in results] == [SUCCEEDED, SUCCEEDED, FAILED]
-    assert results[2].message == "qc(2): qc rejected the output"
-
-
-def test_without_any_mapping_every_order_gets_the_workflow_status() -> None:
-    failures = [
-        FailedNode("prepare", "OOMKilled (exit code 137)"),
-        FailedNode("wf-abc", "child 'wf-abc-1' failed"),
-    ]
-    results = outcomes(workflow="wf", status="Failed", failures=failures, order_ids=["a1", "b2"])
-    assert [r.status for r in results] == ["Failed", "Failed"]
-    assert results[0].message == "Workflow Failed: prepare: OOMKilled (exit code 137)"
-    assert len(results[0].failed_steps) == 2
-    errored = outcomes(workflow="wf", status="Error", failures=[], order_ids=["a1"])
-    assert errored[0].status == "Error" and errored[0].message == "Workflow Error"
-
-
-def test_loop_index_is_the_fallback_when_items_carry_no_order_id() -> None:
-    failures = [FailedNode("order(1:gs://in/x)", "exit 1")]
-    results = outcomes(workflow="wf", status="Failed", failures=failures, order_ids=["p", "q"])
-    assert [r.status for r in results] == [SUCCEEDED, FAILED]
-    assert results[1].failed_steps and not results[0].failed_steps
-
-
-def test_mentions_respects_id_boundaries() -> None:
-    name = argo_item_name("process", 0, "o-10", size=1234)
-    assert mentions(name, "o-10") and not mentions(name, "o-1")
-    assert mentions("order_id:7)", "7") and not mentions("exit code 7", "7")
-    assert mentions('{"order_id": "o-1", "x": 1}', "o-1")
-    assert mentions("cannot read gs://bucket/ord-42/input: 404", "ord-42")
-    assert not mentions("cannot read gs://bucket/ord-421/input", "ord-42")
-    # An Argo item names its order explicitly; a number elsewhere in it is not an order id.
-    index = OrderIndex(["o-1", "1234", "o-2"])
-    assert index.named_in(argo_item_name("p", 0, "o-1", size=1234)) == {"o-1"}
-    assert index.named_in('{"order_id": "o-2", "size_bytes": 1234}') == {"o-2"}
-    assert index.named_in("for {'order_id': 'o-2', 'size': 1234}") == {"1234"}  # bare fallback
-    assert OrderIndex(['a"b', "x,y"]).named_in('"order_id":"a\\"b" order_id:x,y)') == {'a"b', "x,y"}
-    assert index.named_in("") == set() and OrderIndex([]).named_in("order_id:o-1") == set()
-
-
-order_ids = st.lists(
-    st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=12),
-    min_size=1,
-    max_size=20,
-    unique=True,
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(order_ids, st.data())
-def test_failed_orders_are_exactly_the_ones_argo_names(ids: list[str], data: st.DataObject) -> None:
-    failing = data.draw(st.sets(st.sampled_from(ids)))
-    status = data.draw(st.sampled_from(["Succeeded", "Failed"]))
-    failures = [
-        FailedNode(argo_item_name("process", ids.index(oid), oid, size=len(oid) * 1000), "exit 1")
-        for oid in sorted(failing)
-    ]
-    results = outcomes(workflow="wf", status=status, failures=failures, order_ids=ids)
-    assert [r.order_id for r in results] == ids
-    assert {r.order_id for r in results if r.failed_steps} == failing
-    for result in results:
-        if result.order_id in failing:
-            assert result.status == FAILED
-        elif failing or status == "Succeeded":
-            assert result.status == SUCCEEDED
-        else:
-            assert result.status == status and result.message == f"Workflow {status}"
 
 
 # -- limit edits -----------------------------------------------------------------------------
@@ -498,54 +300,6 @@ def test_census_counts_live_workflows_per_class() -> None:
 # -- the CLI surface without servers --------------------------------------------------------
 def run(*args: str) -> Any:
     return CliRunner().invoke(cli, ["--log-format", "json", *args], catch_exceptions=False)
-
-
-def test_report_dry_run_prints_one_message_per_order() -> None:
-    failures = json.dumps([{"displayName": argo_item_name("process", 1, "o-2"), "message": "boom"}])
-    result = run(
-        "report",
-        "--workflow",
-        "bd-small-1",
-        "--status",
-        "Failed",
-        "--failures",
-        failures,
-        "--orders",
-        '[{"order_id":"o-1"},{"order_id":"o-2"}]',
-        "--topic",
-        "results",
-        "--dry-run",
-    )
-    assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [m["attributes"]["order_id"] for m in lines] == ["o-1", "o-2"]
-    assert lines[1]["data"]["status"] == "Failed" and lines[1]["data"]["failed_steps"]
-    assert lines[1]["attributes"] == {
-        "order_id": "o-2",
-        "workflow": "bd-small-1",
-        "status": "Failed",
-    }
-
-
-def test_report_tolerates_unreadable_failures_but_not_unreadable_orders() -> None:
-    result = run(
-        "report",
-        "--workflow",
-        "w",
-        "--status",
-        "Failed",
-        "--failures",
-        "{oops",
-        "--orders",
-        '["o-1"]',
-        "--topic",
-        "t",
-        "--dry-run",
-    )
-    assert result.exit_code == 0
-    assert json.loads(result.stdout)["data"]["status"] == "Failed"
-    bad = run("report", "--workflow", "w", "--status", "Failed", "--orders", "", "--topic", "t")
-    assert bad.exit_code == 2 and "--orders" in bad.output
 
 
 def test_operator_commands_refuse_bad_arguments() -> None:

@@ -40,6 +40,9 @@ def variant(**changes: object) -> str:
         ({"classes__0__cpu": "lots"}, "classes.0.cpu", "pattern"),
         ({"limits__workflows_per_second": 0}, "limits.workflows_per_second", "greater than"),
         ({"orders__max_workflow_object_bytes": 4096}, "orders", "one order always fits"),
+        # above Argo's 1 MiB, with etcd's 1.5 MiB request limit needing room for status
+        ({"orders__max_workflow_object_bytes": 1024 * 1024 + 1}, "orders", "less than or equal"),
+        ({"orders__allowed_uri_schemes": []}, "orders.allowed_uri_schemes", "at least 1"),
         ({"classes__0__surprise": 1}, "classes.0.surprise", "Extra inputs"),
         ({"namespace": "Not_A_Namespace"}, "namespace", "pattern"),
     ],

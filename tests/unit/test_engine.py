@@ -56,7 +56,7 @@ def test_invalid_message_is_dead_lettered_with_reason() -> None:
 def test_unknown_step_is_dead_lettered() -> None:
     eng, _, _ = engine()
     body = json.dumps(
-        {"order_id": "o", "input": {"uri": "u", "size_bytes": 1}, "steps": {"bogus": True}}
+        {"order_id": "o", "input": {"uri": "gs://u/k", "size_bytes": 1}, "steps": {"bogus": True}}
     ).encode()
     [decision] = eng.receive("m1", body, {})
     assert isinstance(decision, DeadLetter) and decision.reason is Reason.UNKNOWN_STEP

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from dispatcher.core.batching import Batch
 from dispatcher.core.classify import Classifier, Ticket
+from dispatcher.core.order_data import order_id_problem
 from dispatcher.core.render import render_workflow, workflow_name
 from tests.unit.golden import check_golden
 from tests.unit.helpers import order, settings
@@ -56,7 +57,10 @@ def test_name_is_independent_of_order_in_batch() -> None:
     assert workflow_name("bd", "small", ("a",)) != workflow_name("bd", "medium", ("a",))
 
 
-@given(st.lists(st.text(min_size=1, max_size=128), min_size=1, max_size=20, unique=True))
+VALID_IDS = st.text(min_size=1, max_size=128).filter(lambda s: order_id_problem(s) is None)
+
+
+@given(st.lists(VALID_IDS, min_size=1, max_size=20, unique=True))
 def test_any_order_ids_give_valid_names_and_labels(order_ids: list[str]) -> None:
     tickets = tuple(
         Ticket(order(oid, 1), "small", json.dumps({"order_id": oid}), 0.0, [oid])
