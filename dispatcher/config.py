@@ -159,6 +159,18 @@ class ServiceSettings(_Strict):
     reload_seconds: float = Field(default=10, gt=0, le=3600)
 
 
+class DedupeSettings(_Strict):
+    """The durable order-id ledger (``adapters/ledger.py``); read at start only."""
+
+    window_seconds: float = Field(
+        default=86_400,
+        ge=3600,
+        le=30 * 86_400,
+        description="an order id seen within this window never becomes a second Workflow, "
+        "across restarts and rollouts; keep it far longer than the Workflow TTL",
+    )
+
+
 class Settings(_Strict):
     """The whole configuration of one dispatcher deployment."""
 
@@ -169,6 +181,7 @@ class Settings(_Strict):
     limits: GlobalLimits = GlobalLimits()
     orders: OrderLimits = OrderLimits()
     service: ServiceSettings = ServiceSettings()
+    dedupe: DedupeSettings = DedupeSettings()
     optional_steps: dict[StepName, bool] = Field(default_factory=dict)
     classes: list[SizeClass] = Field(min_length=1)
 
