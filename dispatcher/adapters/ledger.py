@@ -89,11 +89,13 @@ class KubeLedger:
             environment=environment,
             index=self._index,
             lock=self._lock,
+            own_prefix=dedupe.writer_prefix(environment, identity),
             watch_seconds=watch_seconds,
         )
         # Digests recorded here and not yet written, in order; dict as an ordered set.
         self._pending: dict[bytes, None] = {}
         self._callbacks: list[Callback] = []
+        self._flushing = threading.Lock()  # one writer of this replica's objects at a time
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._run, name="ledger-flush", daemon=True)
@@ -159,6 +161,10 @@ class KubeLedger:
 
     def flush(self) -> bool:
         """Write everything buffered with one append; False if the write failed."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             callbacks, self._callbacks = self._callbacks, []
             batch = [value for value in self._pending if value not in self._index]
@@ -204,13 +210,17 @@ class KubeLedger:
                 )
             ]
         deleted = 0
-        for name in expired:
-            try:
-                self._objects.delete(name)
-            except DispatchError as exc:
-                log.warning("ledger_prune_failed", name=name, error=str(exc))
-                continue
-            deleted += 1
+        with self._flushing:
+            for name in expired:
+                deleted += self._delete(name)
         if deleted:
             log.info("ledger_pruned", objects=deleted)
         return deleted
+
+    def _delete(self, name: str) -> int:
+        try:
+            self._objects.delete(name)
+        except DispatchError as exc:
+            log.warning("ledger_prune_failed", name=name, error=str(exc))
+            return 0
+        return 1

@@ -86,9 +86,11 @@ class LedgerWatch:
         environment: str,
         index: DigestIndex,
         lock: threading.Lock,
+        own_prefix: str = "",
         watch_seconds: int = 240,
     ) -> None:
         self._api = api
+        self._own_prefix = own_prefix
         self._namespace = namespace
         self._selector = ledger_selector(environment)
         self._index = index
@@ -151,7 +153,10 @@ class LedgerWatch:
                 break
         with self._lock:
             for name in self._index.names() - set(fresh):
-                self._index.drop(name)
+                # This writer's own objects may be newer than the listing; they leave the
+                # index through DELETED events or this writer's own pruning (404 is fine).
+                if not (self._own_prefix and name.startswith(self._own_prefix)):
+                    self._index.drop(name)
             for name, (bucket, blob) in fresh.items():
                 self._index.put(name, bucket=bucket, blob=blob)
         self._version = version

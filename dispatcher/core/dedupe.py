@@ -62,10 +62,14 @@ def writer_key(environment: str, identity: str) -> str:
     return hashlib.blake2b(raw, digest_size=5).hexdigest()
 
 
+def writer_prefix(environment: str, identity: str) -> str:
+    """The common start of every object name of one writer."""
+    return f"bd-ledger-{_slug(environment, 30)}-{writer_key(environment, identity)}-"
+
+
 def object_name(*, environment: str, identity: str, bucket: int, chunk: int) -> str:
     """``bd-ledger-<env>-<writer>-<bucket>-<chunk>``: a DNS subdomain of at most 80 chars."""
-    env = _slug(environment, 30)
-    return f"bd-ledger-{env}-{writer_key(environment, identity)}-{bucket}-{chunk:04d}"
+    return f"{writer_prefix(environment, identity)}{bucket}-{chunk:04d}"
 
 
 class DigestIndex:
