@@ -144,9 +144,6 @@ class KubeLedger:
     def relists(self) -> int:
         return self._watch.relists
 
-    def resume_watch_from(self, version: str) -> None:
-        self._watch.resume_from(version)
-
     # -- flusher -------------------------------------------------------------------------
     def _run(self) -> None:
         failures = 0

@@ -108,10 +108,6 @@ class LedgerWatch:
     def stop(self) -> None:
         self._stop.set()
 
-    def resume_from(self, version: str) -> None:
-        """Make the next watch start at ``version`` (tests: an expired one forces a 410)."""
-        self._version = version
-
     def _run(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():

@@ -4,6 +4,8 @@ Clients speak plain HTTP to the proxy; the proxy speaks TLS with the kubeconfig'
 certificate to the API server. A configurable share of requests (watches excepted, so the
 test's own view stays intact) is answered with 429 (with Retry-After), 500, or a reset
 connection instead of being forwarded. The real server still does all the real work.
+``gone_watches`` answers that many watch requests with the in-stream 410 Gone the server sends
+for an expired resourceVersion (a young test cluster never compacts far enough to send one).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Faults:
     reset: float = 0.0
     only_methods: frozenset[str] = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
     seed: int = 1
+    gone_watches: int = 0
     injected: Counter[str] = field(default_factory=Counter)
     forwarded: Counter[str] = field(default_factory=Counter)
     _rng: random.Random = field(init=False)
@@ -43,7 +46,13 @@ class Faults:
         self._rng = random.Random(self.seed)
 
     def pick(self, method: str, path: str) -> str | None:
-        if method not in self.only_methods or "watch=" in path:
+        if "watch=" in path:
+            with self._lock:
+                if self.gone_watches <= 0:
+                    return None
+                self.gone_watches -= 1
+            return "410"
+        if method not in self.only_methods:
             return None
         with self._lock:
             roll = self._rng.random()
@@ -100,6 +109,20 @@ class KubeFaultProxy:
                     self.connection.close()
                     return
                 self.close_connection = True
+                if fault == "410":
+                    proxy.faults.injected[fault] += 1
+                    event = (
+                        b'{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1",'
+                        b'"status":"Failure","reason":"Expired","code":410,'
+                        b'"message":"injected: too old resource version"}}\n'
+                    )
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(event)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(event)
+                    return
                 if fault in ("429", "500"):
                     proxy.faults.injected[fault] += 1
                     payload = b'{"kind":"Status","apiVersion":"v1","status":"Failure",' + (

@@ -10,15 +10,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
 from dispatcher.adapters.ledger import KubeLedger
 from dispatcher.adapters.ledger_watch import decode, ledger_selector
 from dispatcher.core import dedupe
 from dispatcher.errors import PermanentError
 from tests.cluster.plugin import K8sCluster
+from tests.faults.kube_proxy import Faults, KubeFaultProxy
 
 pytestmark = pytest.mark.cluster
 HOUR = 3600.0
@@ -80,7 +83,7 @@ def make(
 
     def build(identity: str, **options: object) -> KubeLedger:
         ledger = KubeLedger(
-            api,
+            options.pop("api", api),
             namespace=str(options.pop("namespace", k8s_cluster.namespace)),
             environment=env,
             identity=identity,
@@ -156,18 +159,33 @@ def test_buckets_past_the_window_are_pruned_everywhere(
 
 
 def test_an_expired_watch_relists_and_misses_nothing(
-    api: k8s.ApiClient, k8s_cluster: K8sCluster, env: str, make: Callable[..., KubeLedger]
+    api: k8s.ApiClient,
+    k8s_cluster: K8sCluster,
+    env: str,
+    make: Callable[..., KubeLedger],
+    tmp_path: Path,
 ) -> None:
     writer = make("pod-w")
-    reader = make("pod-r", watch_seconds=1)
-    assert reader.relists() == 1
-    reader.resume_watch_from("1")  # long compacted: the server answers 410 Gone
-    writer.record(["during-the-gap"], Done())
-    eventually(lambda: reader.relists() >= 2, what="reader relisted after 410")
-    eventually(lambda: reader.contains("during-the-gap"), what="reader caught up")
-    name = ledger_objects(api, k8s_cluster.namespace, env)[0][0]
-    k8s.CoreV1Api(api).delete_namespaced_config_map(name, k8s_cluster.namespace)
-    eventually(lambda: not reader.contains("during-the-gap"), what="deletion seen")
+    faults = Faults()
+    with KubeFaultProxy(k8s_cluster.kubeconfig, faults) as proxy:
+        proxied = k8s_config.new_client_from_config(
+            config_file=str(proxy.kubeconfig(tmp_path / "proxy.yaml"))
+        )
+        reader = make("pod-r", api=proxied, watch_seconds=1)
+        assert reader.relists() == 1
+        early = Done()
+        writer.record(["before-the-gap"], early)
+        assert early.wait() is None
+        with faults._lock:
+            faults.gone_watches = 3  # three watches in a row answered 410 Gone
+        writer.record(["during-the-gap"], Done())
+        eventually(lambda: reader.relists() >= 4, what="a relist after each 410")
+        assert faults.injected["410"] == 3
+        eventually(lambda: reader.contains("during-the-gap"), what="reader caught up")
+        name = ledger_objects(api, k8s_cluster.namespace, env)[0][0]
+        k8s.CoreV1Api(api).delete_namespaced_config_map(name, k8s_cluster.namespace)
+        eventually(lambda: not reader.contains("before-the-gap"), what="deletion seen")
+        reader.stop()
 
 
 def test_a_full_chunk_rolls_over_to_a_new_object(
