@@ -212,8 +212,8 @@ def test_a_full_chunk_rolls_over_to_a_new_object(
 def test_two_processes_with_one_identity_lose_nothing(
     api: k8s.ApiClient, k8s_cluster: K8sCluster, env: str, make: Callable[..., KubeLedger]
 ) -> None:
-    # A misconfiguration (two pods, one identity) makes them update the same object:
-    # resourceVersion turns the lost update into a 409, and the append is redone on top.
+    # A misconfiguration (two pods, one identity): both aim at the same object names; the
+    # second create answers 409 and that writer moves on to the next chunk number.
     first, second = make("same-pod"), make("same-pod")
     for n in range(10):
         a, b = Done(), Done()
