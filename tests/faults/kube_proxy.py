@@ -6,6 +6,8 @@ test's own view stays intact) is answered with 429 (with Retry-After), 500, or a
 connection instead of being forwarded. The real server still does all the real work.
 ``gone_watches`` answers that many watch requests with the in-stream 410 Gone the server sends
 for an expired resourceVersion (a young test cluster never compacts far enough to send one).
+``lost_responses`` forwards that many requests, lets the server store them, then resets the
+connection instead of answering: the ambiguous write (stored, but the client saw an error).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Faults:
     only_methods: frozenset[str] = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
     seed: int = 1
     gone_watches: int = 0
+    lost_responses: int = 0
     injected: Counter[str] = field(default_factory=Counter)
     forwarded: Counter[str] = field(default_factory=Counter)
     _rng: random.Random = field(init=False)
@@ -54,6 +57,10 @@ class Faults:
             return "410"
         if method not in self.only_methods:
             return None
+        with self._lock:
+            if self.lost_responses > 0:
+                self.lost_responses -= 1
+                return "lost"
         with self._lock:
             roll = self._rng.random()
         for kind, share in (
@@ -149,6 +156,14 @@ class KubeFaultProxy:
                 try:
                     upstream_conn.request(self.command, self.path, body=body, headers=headers)
                     response = upstream_conn.getresponse()
+                    if fault == "lost":
+                        response.read()  # the server has done the work; the client never hears
+                        proxy.faults.injected[fault] += 1
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        self.connection.close()
+                        return
                     self.send_response(response.status, response.reason)
                     for name, value in response.getheaders():
                         if name.lower() not in HOP_HEADERS:

@@ -235,3 +235,30 @@ def test_a_refused_write_is_reported_and_kept_locally(make: Callable[..., KubeLe
     nowhere.record(["unstored"], done)
     assert isinstance(done.wait(), PermanentError)
     assert nowhere.contains("unstored")
+
+
+def test_an_append_stored_but_unanswered_is_neither_lost_nor_doubled(
+    api: k8s.ApiClient,
+    k8s_cluster: K8sCluster,
+    env: str,
+    make: Callable[..., KubeLedger],
+    tmp_path: Path,
+) -> None:
+    faults = Faults(only_methods=frozenset({"PUT"}))
+    with KubeFaultProxy(k8s_cluster.kubeconfig, faults) as proxy:
+        proxied = k8s_config.new_client_from_config(
+            config_file=str(proxy.kubeconfig(tmp_path / "proxy.yaml"))
+        )
+        writer = make("pod-amb", api=proxied)
+        first = Done()
+        writer.record([f"amb-{n}" for n in range(5)], first)  # the create (POST) goes through
+        assert first.wait() is None
+        with faults._lock:
+            faults.lost_responses = 1
+        second = Done()
+        writer.record([f"amb-{n}" for n in range(5, 10)], second)
+        assert second.wait() is None
+        assert faults.injected["lost"] == 1
+        writer.stop()
+    [(_, _, blob)] = ledger_objects(api, k8s_cluster.namespace, env)
+    assert list(dedupe.unpack(blob)) == [dedupe.digest(f"amb-{n}") for n in range(10)]
