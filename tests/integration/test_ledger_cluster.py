@@ -259,6 +259,9 @@ def test_an_append_stored_but_unanswered_is_neither_lost_nor_doubled(
         writer.record([f"amb-{n}" for n in range(5, 10)], second)
         assert second.wait() is None
         assert faults.injected["lost"] == 1
+        third = Done()  # the writer's copy is stale now: a 409, re-read, then the append
+        writer.record([f"amb-{n}" for n in range(10, 12)], third)
+        assert third.wait() is None
         writer.stop()
     [(_, _, blob)] = ledger_objects(api, k8s_cluster.namespace, env)
-    assert list(dedupe.unpack(blob)) == [dedupe.digest(f"amb-{n}") for n in range(10)]
+    assert list(dedupe.unpack(blob)) == [dedupe.digest(f"amb-{n}") for n in range(12)]
