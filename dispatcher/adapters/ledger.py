@@ -125,6 +125,7 @@ class KubeLedger:
         return value in self._index or value in self._pending
 
     def record(self, order_ids: Sequence[str], on_done: Callback) -> None:
+        """Buffer ``order_ids``; ``on_done`` runs later on the flusher thread, once."""
         digests = [dedupe.digest(order_id) for order_id in order_ids]
         with self._lock:
             for value in digests:

@@ -87,8 +87,7 @@ def make(
             namespace=str(options.pop("namespace", k8s_cluster.namespace)),
             environment=env,
             identity=identity,
-            flush_seconds=0.05,
-            **options,  # type: ignore[arg-type]
+            **{"flush_seconds": 0.05, **options},  # type: ignore[arg-type]
         )
         ledger.start(timeout=20)
         started.append(ledger)
@@ -120,6 +119,16 @@ def test_a_replaced_replica_sees_what_the_old_one_recorded(
     assert new.synced()
     assert all(new.contains(order_id) for order_id in ids)
     assert not new.contains("order-50")
+
+
+def test_stop_writes_what_is_still_buffered(make: Callable[..., KubeLedger]) -> None:
+    old = make("pod-slow", flush_seconds=3600.0)
+    done = Done()
+    old.record(["buffered"], done)
+    assert done.results == []  # nothing written yet: the next flush is an hour away
+    old.stop()
+    assert done.results == [None]
+    assert make("pod-next").contains("buffered")
 
 
 def test_live_replicas_see_each_others_records_through_the_watch(
