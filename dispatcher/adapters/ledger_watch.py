@@ -173,12 +173,13 @@ class LedgerWatch:
             if self._stop.is_set():
                 return
             kind, obj = event["type"], event["object"]
+            raw = event.get("raw_object") or {}
             if kind == "ERROR":
-                raw = event.get("raw_object") or {}
                 raise ApiException(status=raw.get("code") or 500, reason=str(raw))
-            self._version = str(obj.metadata.resource_version or self._version)
-            if kind == "BOOKMARK":
+            if kind == "BOOKMARK":  # the client leaves these undecoded: a dict
+                self._version = str(raw["metadata"]["resourceVersion"])
                 continue
+            self._version = str(obj.metadata.resource_version or self._version)
             self._apply(kind, obj)
 
     def _apply(self, kind: str, obj: Any) -> None:
