@@ -38,12 +38,15 @@ PRUNE_SECONDS = 60.0
 
 @dataclass(frozen=True, slots=True)
 class LedgerStats:
-    """What the ledger cost so far: API calls by verb and bytes of request bodies sent."""
+    """What the ledger did so far: writes by verb and bytes sent, what it holds, its watch."""
 
     calls: dict[str, int]
     request_bytes: int
     stored_bytes: int
     digests: int
+    relists: int
+    watches: int
+    watch_failures: int
 
 
 class KubeLedger:
@@ -140,10 +143,10 @@ class KubeLedger:
                 request_bytes=self._objects.request_bytes,
                 stored_bytes=self._index.stored_bytes(),
                 digests=len(self._index),
+                relists=self._watch.relists,
+                watches=self._watch.watches,
+                watch_failures=self._watch.failures,
             )
-
-    def relists(self) -> int:
-        return self._watch.relists
 
     # -- flusher -------------------------------------------------------------------------
     def _run(self) -> None:

@@ -98,6 +98,8 @@ class LedgerWatch:
         self._watch_seconds = watch_seconds
         self._version = ""
         self.relists = 0
+        self.watches = 0  # watch calls that ended normally (server-side timeout)
+        self.failures = 0
         self.synced = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledger-watch", daemon=True)
@@ -115,6 +117,7 @@ class LedgerWatch:
                 if not self._version:
                     self._relist()
                 self._watch()
+                self.watches += 1
                 backoff = 0.5
                 continue
             except ApiException as exc:
@@ -122,8 +125,10 @@ class LedgerWatch:
                     log.info("ledger_watch_expired", action="relist")
                     self._version = ""
                     continue
+                self.failures += 1
                 log.warning("ledger_watch_failed", status=exc.status, error=str(exc.reason))
             except Exception as exc:  # noqa: BLE001 - reported, and the watch carries on
+                self.failures += 1
                 log.warning("ledger_watch_failed", error=f"{type(exc).__name__}: {exc}")
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)

@@ -181,20 +181,32 @@ def test_an_expired_watch_relists_and_misses_nothing(
             config_file=str(proxy.kubeconfig(tmp_path / "proxy.yaml"))
         )
         reader = make("pod-r", api=proxied, watch_seconds=1)
-        assert reader.relists() == 1
+        assert reader.stats().relists == 1
         early = Done()
         writer.record(["before-the-gap"], early)
         assert early.wait() is None
         with faults._lock:
             faults.gone_watches = 3  # three watches in a row answered 410 Gone
         writer.record(["during-the-gap"], Done())
-        eventually(lambda: reader.relists() >= 4, what="a relist after each 410")
+        eventually(lambda: reader.stats().relists >= 4, what="a relist after each 410")
         assert faults.injected["410"] == 3
         eventually(lambda: reader.contains("during-the-gap"), what="reader caught up")
         name = ledger_objects(api, k8s_cluster.namespace, env)[0][0]
         k8s.CoreV1Api(api).delete_namespaced_config_map(name, k8s_cluster.namespace)
         eventually(lambda: not reader.contains("before-the-gap"), what="deletion seen")
         reader.stop()
+
+
+def test_the_watch_runs_through_bookmarks_and_timeouts_without_failing(
+    make: Callable[..., KubeLedger],
+) -> None:
+    # The server sends BOOKMARK events near the end of a watch (seen with 5 s watches).
+    writer, reader = make("pod-w"), make("pod-r", watch_seconds=5)
+    writer.record(["across-watches"], Done())
+    eventually(lambda: reader.stats().watches >= 2, timeout=30, what="two watches ended")
+    assert reader.contains("across-watches")
+    stats = reader.stats()
+    assert (stats.watch_failures, stats.relists) == (0, 1)
 
 
 def test_a_full_chunk_rolls_over_to_a_new_object(
