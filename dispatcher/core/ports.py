@@ -44,7 +44,15 @@ class Members(Protocol):
 
 
 class OrderLedger(Protocol):
-    """Order ids that became Workflows, kept for the dedupe window across restarts."""
+    """Order ids that became Workflows, remembered for the dedupe window across restarts.
+
+    ``contains`` answers from memory and never blocks on I/O. ``record`` never blocks either:
+    the ids are contained at once (locally), and ``on_done`` is called exactly once per call,
+    with ``None`` when the ids are durable (a restarted or other replica will see them) or
+    with the error (a :class:`dispatcher.errors.DispatchError`) when they could not be made
+    durable within the adapter's retry policy. Ids whose write failed stay contained locally
+    and are written again with the next batch, but ``on_done`` is not called a second time.
+    """
 
     def contains(self, order_id: str) -> bool: ...
 

@@ -150,9 +150,15 @@ class ServiceSettings(_Strict):
 
 
 class DedupeSettings(_Strict):
-    """How long an order id is remembered after its Workflow was created (survives restarts)."""
+    """The durable order-id ledger (``adapters/ledger.py``); read at start only."""
 
-    window_seconds: float = Field(default=86_400, ge=60, le=30 * 86_400)
+    window_seconds: float = Field(
+        default=86_400,
+        ge=3600,
+        le=30 * 86_400,
+        description="an order id seen within this window never becomes a second Workflow, "
+        "across restarts and rollouts; keep it far longer than the Workflow TTL",
+    )
 
 
 class Settings(_Strict):

@@ -4,6 +4,10 @@ Clients speak plain HTTP to the proxy; the proxy speaks TLS with the kubeconfig'
 certificate to the API server. A configurable share of requests (watches excepted, so the
 test's own view stays intact) is answered with 429 (with Retry-After), 500, or a reset
 connection instead of being forwarded. The real server still does all the real work.
+``gone_watches`` answers that many watch requests with the in-stream 410 Gone the server sends
+for an expired resourceVersion (a young test cluster never compacts far enough to send one).
+``lost_responses`` forwards that many requests, lets the server store them, then resets the
+connection instead of answering: the ambiguous write (stored, but the client saw an error).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class Faults:
     reset: float = 0.0
     only_methods: frozenset[str] = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
     seed: int = 1
+    gone_watches: int = 0
+    lost_responses: int = 0
     injected: Counter[str] = field(default_factory=Counter)
     forwarded: Counter[str] = field(default_factory=Counter)
     _rng: random.Random = field(init=False)
@@ -43,8 +49,18 @@ class Faults:
         self._rng = random.Random(self.seed)
 
     def pick(self, method: str, path: str) -> str | None:
-        if method not in self.only_methods or "watch=" in path:
+        if "watch=" in path:
+            with self._lock:
+                if self.gone_watches <= 0:
+                    return None
+                self.gone_watches -= 1
+            return "410"
+        if method not in self.only_methods:
             return None
+        with self._lock:
+            if self.lost_responses > 0:
+                self.lost_responses -= 1
+                return "lost"
         with self._lock:
             roll = self._rng.random()
         for kind, share in (
@@ -100,6 +116,20 @@ class KubeFaultProxy:
                     self.connection.close()
                     return
                 self.close_connection = True
+                if fault == "410":
+                    proxy.faults.injected[fault] += 1
+                    event = (
+                        b'{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1",'
+                        b'"status":"Failure","reason":"Expired","code":410,'
+                        b'"message":"injected: too old resource version"}}\n'
+                    )
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(event)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(event)
+                    return
                 if fault in ("429", "500"):
                     proxy.faults.injected[fault] += 1
                     payload = b'{"kind":"Status","apiVersion":"v1","status":"Failure",' + (
@@ -126,6 +156,14 @@ class KubeFaultProxy:
                 try:
                     upstream_conn.request(self.command, self.path, body=body, headers=headers)
                     response = upstream_conn.getresponse()
+                    if fault == "lost":
+                        response.read()  # the server has done the work; the client never hears
+                        proxy.faults.injected[fault] += 1
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        self.connection.close()
+                        return
                     self.send_response(response.status, response.reason)
                     for name, value in response.getheaders():
                         if name.lower() not in HOP_HEADERS:
