@@ -77,6 +77,18 @@ def publish_request_bytes(topic: str, data_length: int, attributes: Mapping[str,
     return _string_field_bytes(topic) + _field_bytes(message_bytes(data_length, attributes))
 
 
+def max_data_bytes(topic: str, attributes: Mapping[str, str]) -> int:
+    """The largest body that can be published to ``topic`` with ``attributes`` (-1: none)."""
+    low, high = -1, MAX_REQUEST_BYTES  # invariant: low fits (or is -1), high does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if publish_request_bytes(topic, middle, attributes) <= MAX_REQUEST_BYTES:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 def attribute_problem(attributes: Mapping[str, str]) -> str | None:
     """The first attribute limit the server would refuse, in words; None if all hold."""
     if len(attributes) > MAX_ATTRIBUTES:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 from google.auth.exceptions import GoogleAuthError
-from google.cloud import pubsub_v1
 
+from dispatcher.adapters.pubsub_clients import publisher_client
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.pubsub_access import explain, qualify
 from dispatcher.logging import get_logger
@@ -104,7 +104,7 @@ def report_command(
 
 def _publish(topic: str, results: list[Outcome], *, workflow: str) -> None:
     try:
-        publisher = pubsub_v1.PublisherClient()
+        publisher = publisher_client()
     except GoogleAuthError as exc:
         raise click.ClickException(explain(exc)) from exc
     try:

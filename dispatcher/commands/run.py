@@ -68,18 +68,17 @@ def run_command(
     configuration file is re-read every `service.reload_seconds`; new limits apply live.
     SIGTERM drains: partial batches are sent or released, creates in flight finish.
     """
-    from google.cloud import pubsub_v1
-
     from dispatcher.adapters.http import OpsServer
     from dispatcher.adapters.pubsub import ensure_subscription, ensure_topic
+    from dispatcher.adapters.pubsub_clients import publisher_client, subscriber_client
     from dispatcher.adapters.sinks import DirectorySink, WorkflowSink
     from dispatcher.core.engine import ClusterState, LocalClusterState
     from dispatcher.service import Service
 
     settings = settings_or_exit(config_path)
     me = identity or socket.gethostname()
-    subscriber = pubsub_v1.SubscriberClient()
-    publisher = pubsub_v1.PublisherClient()
+    subscriber = subscriber_client()
+    publisher = publisher_client()
     ps = settings.pubsub
     if ensure_topology:
         topic_path = (
