@@ -230,4 +230,10 @@ def test_a_dead_letter_that_fits_only_compact_is_stored_compact(
     assert outcomes == [(True, None)] and delivery.settlements == ["ack"]
     stored = read_back(pubsub_clients, names.dead_letter_subscription)
     assert stored.data == body(size) and dict(stored.attributes) == expected
-    assert set(expected) == {"tenant", "dlq_reason", "dlq_detail", "dlq_stage", "original_message_id"}
+    assert set(expected) == {
+        "tenant",
+        "dlq_reason",
+        "dlq_detail",
+        "dlq_stage",
+        "original_message_id",
+    }
