@@ -17,6 +17,7 @@ instead of it passing silently. The real adapters stay tested against real serve
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -166,6 +167,15 @@ class MemorySubscription:
             progress.attempts += 1
             out.append(self._deliver(progress))
         return out
+
+    def deliver_to(
+        self, callback: Callable[[MemoryDelivery], None], max_messages: int = 1_000_000
+    ) -> int:
+        """Pull and hand each delivery to ``callback``, as a streaming pull does; how many."""
+        deliveries = self.pull(max_messages)
+        for delivery in deliveries:
+            callback(delivery)
+        return len(deliveries)
 
     def duplicate(self, message_id: str) -> MemoryDelivery:
         """Deliver a message again while its lease is still live (Pub/Sub's at-least-once)."""

@@ -25,6 +25,7 @@ from dispatcher.adapters.pubsub_limits import (
     MAX_REQUEST_BYTES,
     TooLargeToDeadLetter,
     TooLargeToPublish,
+    attribute_problem,
     max_data_bytes,
     publish_problem,
     publish_request_bytes,
@@ -48,6 +49,28 @@ def test_size_matches_the_clients_serializer(
         topic=topic, messages=[gapic.PubsubMessage(data=data, attributes=attributes)]
     )
     assert publish_request_bytes(topic, len(data), attributes) == request._pb.ByteSize()
+
+
+wide = st.characters(codec="utf-8", exclude_categories=["Cs"])
+
+
+@given(
+    topic=st.text(wide, max_size=300),
+    data_length=st.one_of(st.integers(0, 1000), st.integers(8_990_000, 10_000_100)),
+    attributes=st.dictionaries(
+        st.text(wide, max_size=80), st.text(wide, max_size=300), max_size=102
+    ),
+)
+@hsettings(max_examples=400, deadline=None)
+def test_the_quick_path_never_accepts_what_the_exact_rule_refuses(
+    topic: str, data_length: int, attributes: dict[str, str]
+) -> None:
+    exact = (
+        publish_request_bytes(topic, data_length, attributes) <= MAX_REQUEST_BYTES
+        and attribute_problem(attributes) is None
+    )
+    assert (publish_problem(topic, data_length, attributes) is None) == exact
+    event("refused" if not exact else "fits, big" if data_length > 9_000_000 else "fits")
 
 
 class Outcomes:
