@@ -168,6 +168,19 @@ def test_failed_future_nacks_and_reports() -> None:
     assert delivery.settlements == ["nack"]
 
 
+def test_the_delivery_is_settled_only_once_the_dead_letter_is_stored() -> None:
+    publisher, delivery = delivered(10, {"tenant": "acme"})
+    publisher.resolve_later = True
+    outcomes = Outcomes()
+    DeadLetterPublisher(publisher, DLQ).publish(delivery, decision("bad"), outcomes)
+    assert delivery.settlements == [] and outcomes.seen == [] and publisher.messages(DLQ) == []
+    publisher.complete_pending()
+    assert delivery.settlements == ["ack"] and outcomes.seen == [(True, None)]
+    (stored,) = publisher.messages(DLQ)
+    assert stored.attributes["dlq_reason"] == "body_too_large"
+    assert stored.attributes["tenant"] == "acme"
+
+
 @pytest.mark.parametrize("resolve_later", [False, True])
 def test_republish_of_a_copy_over_the_limit_is_reported_unsettled(resolve_later: bool) -> None:
     publisher, delivery = delivered(max_data_bytes(TOPIC, {}), {})
