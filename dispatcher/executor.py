@@ -18,8 +18,7 @@ from typing import Any, Generic, TypeVar, assert_never
 
 from dispatcher.adapters.pubsub import (
     Delivery,
-    dead_letter_attributes,
-    fit_attributes,
+    fitting_dead_letter_attributes,
     is_too_large,
 )
 from dispatcher.adapters.pubsub import original_attributes as copied_attributes
@@ -146,9 +145,7 @@ class Executor(Generic[D]):
                 stage=decision.stage,
             )
         topic = self._dead_letter_topic
-        attributes = fit_attributes(
-            topic, delivery.data, dead_letter_attributes(delivery, decision)
-        )
+        attributes = fitting_dead_letter_attributes(topic, delivery, decision)
         if attributes is None:
             self._too_large(decision)
             return

@@ -17,8 +17,7 @@ from typing import Any
 
 from dispatcher.adapters.pubsub import (
     Delivery,
-    dead_letter_attributes,
-    fit_attributes,
+    fitting_dead_letter_attributes,
     is_too_large,
     original_attributes,
 )
@@ -89,9 +88,7 @@ class Router:
             stage=decision.stage,
         )
         topic = self._settings.pubsub.dead_letter_topic_path()
-        attributes = fit_attributes(
-            topic, delivery.data, dead_letter_attributes(delivery, decision)
-        )
+        attributes = fitting_dead_letter_attributes(topic, delivery, decision)
         if attributes is None:
             self._too_large(delivery)
             return

@@ -4,6 +4,18 @@ The subscriber callback does as little as possible (it runs on the client's thre
 cost is paid per message): it hands the message to the runner's inbox. Dead letters carry the
 original data and attributes plus the ``dlq_*`` attributes of the contract, and the original
 is acked only once the dead letter is stored.
+
+Publishing here never raises. Every outcome reaches the caller through ``on_done``:
+stored (the delivery was acked), failed (nacked, so Pub/Sub redelivers it), or
+:class:`TooLargeToPublish` (neither acked nor nacked). A message near Pub/Sub's 10 MB limit is
+the reason for the last one: the ``dlq_*`` attributes can push an order that fit over the
+limit, and the client would raise ``MessageTooLargeError`` on the caller's thread. So the size
+is computed first; a dead letter that does not fit with every attribute falls back to a
+compact set (the original attributes plus ``dlq_reason``, ``dlq_stage``,
+``original_message_id`` and a short ``dlq_detail``). If even that does not fit, nothing is
+published and ``on_done`` gets :class:`TooLargeToDeadLetter`: the caller leaves the message to
+Pub/Sub's own dead-letter policy, which stores it intact, rather than store an altered copy
+(a truncated body would be a lost order that looks like a kept one).
 """
 
 from __future__ import annotations
@@ -18,14 +30,19 @@ from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 
 from dispatcher import __version__
+from dispatcher.adapters.pubsub_limits import (
+    MAX_VALUE_BYTES,
+    TooLargeToDeadLetter,
+    TooLargeToPublish,
+    first_that_fits,
+    publish_problem,
+)
 from dispatcher.config import PubSubSettings
 from dispatcher.core.decisions import DeadLetter
 
-MAX_ATTRIBUTE_BYTES = 1024
-#: Pub/Sub refuses a publish request larger than this (the client checks before sending).
-MAX_PUBLISH_REQUEST_BYTES = 10 * 1000 * 1000
-#: What a dead letter keeps when the full set of attributes would not fit.
-COMPACT_KEYS = ("dlq_reason", "dlq_stage", "original_message_id", "order_id")
+MAX_ATTRIBUTE_BYTES = MAX_VALUE_BYTES
+#: ``dlq_detail`` in a compact dead letter: enough to read the reason, small at the limit.
+COMPACT_DETAIL_BYTES = 120
 
 
 class Delivery(Protocol):
@@ -93,48 +110,86 @@ def dead_letter_attributes(delivery: Delivery, decision: DeadLetter[Any]) -> dic
     return attributes
 
 
-def is_too_large(error: BaseException) -> bool:
-    """The client refused a message for its size (raised before anything was sent)."""
-    return isinstance(error, MessageTooLargeError)
-
-
-def request_bytes(topic: str, data: bytes, attributes: dict[str, str]) -> int:
-    """The size of the publish request Pub/Sub would receive for this one message."""
-    message = pubsub_v1.types.PubsubMessage(data=data, attributes=attributes)
-    return int(pubsub_v1.types.PublishRequest(topic=topic, messages=[message])._pb.ByteSize())
-
-
-def fit_attributes(topic: str, data: bytes, attributes: dict[str, str]) -> dict[str, str] | None:
-    """``attributes`` if the message fits Pub/Sub's limit, else a compact set, else None.
-
-    The data is never cut: a dead letter is the original order. The compact set keeps the
-    reason, stage and ids (the detail is in the log line); None means not even that fits.
-    """
-    if request_bytes(topic, data, attributes) <= MAX_PUBLISH_REQUEST_BYTES:
-        return attributes
-    compact = {k: attributes[k] for k in COMPACT_KEYS if k in attributes}
-    compact["dlq_detail"] = "too large for the full dead-letter attributes; see the logs"
-    if request_bytes(topic, data, compact) <= MAX_PUBLISH_REQUEST_BYTES:
-        return compact
-    return None
+def compact_dead_letter_attributes(delivery: Delivery, decision: DeadLetter[Any]) -> dict[str, str]:
+    """The fallback set for a message near the size limit: what an operator needs to triage."""
+    attributes = original_attributes(delivery)
+    attributes.update(
+        {
+            "dlq_reason": decision.reason.value,
+            "dlq_detail": truncate_utf8(decision.detail, COMPACT_DETAIL_BYTES),
+            "dlq_stage": decision.stage,
+            "original_message_id": str(delivery.message_id),
+        }
+    )
+    return attributes
 
 
 Settled = Callable[[bool, BaseException | None], None]
 
 
+def fitting_dead_letter_attributes(
+    topic: str, delivery: Delivery, decision: DeadLetter[Any]
+) -> dict[str, str] | None:
+    """The full attribute set if it fits, else the compact one if that fits, else None."""
+    full = dead_letter_attributes(delivery, decision)
+    length = len(delivery.data)
+    if publish_problem(topic, length, full) is None:
+        return full
+    return first_that_fits(topic, length, [compact_dead_letter_attributes(delivery, decision)])
+
+
+def is_too_large(error: BaseException) -> bool:
+    """The message was refused for its size before anything was sent."""
+    return isinstance(error, MessageTooLargeError | TooLargeToPublish)
+
+
+class Publisher(Protocol):
+    """What is used of ``pubsub_v1.PublisherClient`` (``MemoryPublisher`` fits too)."""
+
+    def publish(self, topic: str, data: bytes, **attrs: str) -> Future[str]: ...
+
+
+def _report(future: Future[str], on_done: Settled | None) -> Future[str]:
+    if on_done is not None:
+        future.add_done_callback(lambda done: on_done(False, done.exception()))
+    return future
+
+
+def refuse(error: BaseException, on_done: Settled | None) -> Future[str]:
+    """A publish that did not happen: a failed future, reported through ``on_done``."""
+    future: Future[str] = Future()
+    future.set_exception(error)
+    return _report(future, on_done)
+
+
 def publish_then_settle(
-    publisher: pubsub_v1.PublisherClient,
+    publisher: Publisher,
     *,
     topic: str,
     delivery: Delivery,
     attributes: dict[str, str],
     on_done: Settled | None = None,
+    too_large: type[TooLargeToPublish] = TooLargeToPublish,
 ) -> Future[str]:
     """Publish ``delivery``'s data elsewhere; ack it once stored, else give it back (nack).
 
-    Pub/Sub's own dead-letter policy stays the last resort if publishing keeps failing.
+    Never raises. A message over Pub/Sub's limits is not published and the delivery is not
+    settled: ``on_done(False, too_large(...))``. Any other failure, raised or reported by the
+    future, nacks the delivery and reaches ``on_done``. Pub/Sub's own dead-letter policy stays
+    the last resort if publishing keeps failing.
     """
-    future: Future[str] = publisher.publish(topic, delivery.data, **attributes)
+    problem = publish_problem(topic, len(delivery.data), attributes)
+    if problem is not None:
+        return refuse(too_large(f"message {delivery.message_id}: {problem}"), on_done)
+    try:
+        future: Future[str] = publisher.publish(topic, delivery.data, **attributes)
+    except MessageTooLargeError as exc:
+        error = too_large(f"message {delivery.message_id}: {exc}")
+        error.__cause__ = exc
+        return refuse(error, on_done)
+    except Exception as exc:  # noqa: BLE001 - every failure must reach on_done, none may escape
+        delivery.nack()
+        return refuse(exc, on_done)
 
     def settle(done: Future[str]) -> None:
         error = done.exception()
@@ -150,21 +205,38 @@ def publish_then_settle(
 
 
 class DeadLetterPublisher:
-    """Publishes a rejected delivery to the dead-letter topic, then acks it (or nacks)."""
+    """Publishes a rejected delivery to the dead-letter topic, then acks it (or nacks).
 
-    def __init__(self, publisher: pubsub_v1.PublisherClient, topic_path: str) -> None:
+    Never raises; see the module docstring for what happens near the size limit.
+    """
+
+    def __init__(self, publisher: Publisher, topic_path: str) -> None:
         self._publisher = publisher
         self._topic = topic_path
+
+    def attributes_for(
+        self, delivery: Delivery, decision: DeadLetter[Any]
+    ) -> dict[str, str] | None:
+        return fitting_dead_letter_attributes(self._topic, delivery, decision)
 
     def publish(
         self, delivery: Delivery, decision: DeadLetter[Any], on_done: Settled | None = None
     ) -> Future[str]:
+        attributes = self.attributes_for(delivery, decision)
+        if attributes is None:
+            problem = publish_problem(
+                self._topic, len(delivery.data), compact_dead_letter_attributes(delivery, decision)
+            )
+            return refuse(
+                TooLargeToDeadLetter(f"message {delivery.message_id}: {problem}"), on_done
+            )
         return publish_then_settle(
             self._publisher,
             topic=self._topic,
             delivery=delivery,
-            attributes=dead_letter_attributes(delivery, decision),
+            attributes=attributes,
             on_done=on_done,
+            too_large=TooLargeToDeadLetter,
         )
 
 
@@ -173,11 +245,13 @@ def original_attributes(delivery: Delivery) -> dict[str, str]:
 
 
 class Republisher:
-    """Moves a delivery to another topic (routing to a class topic, or re-parking)."""
+    """Moves a delivery to another topic (routing to a class topic, or re-parking).
 
-    def __init__(
-        self, publisher: pubsub_v1.PublisherClient, topic_for: Callable[[str], str]
-    ) -> None:
+    Never raises: a copy over Pub/Sub's limits is reported as :class:`TooLargeToPublish`
+    through ``on_done`` and the delivery is left unsettled for the caller to decide.
+    """
+
+    def __init__(self, publisher: Publisher, topic_for: Callable[[str], str]) -> None:
         self._publisher = publisher
         self._topic_for = topic_for
 

@@ -19,6 +19,7 @@ from google.cloud import pubsub_v1
 from rich.table import Table
 
 from dispatcher.adapters.leased_pull import LeasedPull
+from dispatcher.adapters.pubsub_clients import publisher_client, subscriber_client
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.output import ago, clip, console, print_json
 from dispatcher.commands.pubsub_access import (
@@ -124,7 +125,7 @@ def inspect_command(
     selection = Selection(reasons=frozenset(reasons))
     shown: list[DeadLetterRecord] = []
     try:
-        with pubsub_v1.SubscriberClient() as subscriber, LeasedPull(subscriber, path) as queue:
+        with subscriber_client() as subscriber, LeasedPull(subscriber, path) as queue:
             scan = Scan(queue=queue, selection=selection, limit=limit, max_scan=max_scan)
             progress, task = progress_bar("reading dead letters", limit)
             with progress:
@@ -226,11 +227,11 @@ def replay_command(
     chosen: list[DeadLetterRecord] = []
     tally = _Tally()
     try:
-        publisher = None if dry_run else pubsub_v1.PublisherClient()
+        publisher = None if dry_run else publisher_client()
     except GoogleAuthError as exc:
         raise click.ClickException(explain(exc)) from exc
     try:
-        with pubsub_v1.SubscriberClient() as subscriber:
+        with subscriber_client() as subscriber:
             topic = (
                 qualify(to_topic, kind="topics", project=project_id)
                 if to_topic

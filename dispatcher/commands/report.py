@@ -15,8 +15,8 @@ from typing import Any
 import click
 import yaml
 from google.auth.exceptions import GoogleAuthError
-from google.cloud import pubsub_v1
 
+from dispatcher.adapters.pubsub_clients import publisher_client
 from dispatcher.adapters.workflow_list import get_workflow
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.pubsub_access import explain, qualify
@@ -126,7 +126,7 @@ def _fetch(name: str, namespace: str | None, kubeconfig: str | None) -> dict[str
 
 def _publish(topic: str, results: list[Outcome], *, workflow: str) -> None:
     try:
-        publisher = pubsub_v1.PublisherClient()
+        publisher = publisher_client()
     except GoogleAuthError as exc:
         raise click.ClickException(explain(exc)) from exc
     try:

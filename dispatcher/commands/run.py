@@ -69,20 +69,20 @@ def run_command(
     SIGTERM drains within `service.drain_seconds`: partial batches are sent or re-parked (a
     fresh copy published, the delivery acked: no attempt spent), creates in flight finish.
     """
-    from google.cloud import pubsub_v1
 
     from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
     from dispatcher.adapters.http import Check, OpsServer, Readiness
     from dispatcher.adapters.ledger_memory import MemoryLedger
     from dispatcher.adapters.pubsub import ensure_subscription, ensure_topic
+    from dispatcher.adapters.pubsub_clients import publisher_client, subscriber_client
     from dispatcher.adapters.sinks import DirectorySink, WorkflowSink
     from dispatcher.core.ports import ClusterState, Members, OrderLedger
     from dispatcher.service import Service
 
     settings = settings_or_exit(config_path)
     me = identity or socket.gethostname()
-    subscriber = pubsub_v1.SubscriberClient()
-    publisher = pubsub_v1.PublisherClient()
+    subscriber = subscriber_client()
+    publisher = publisher_client()
     ps = settings.pubsub
     if ensure_topology:
         topic_path = (

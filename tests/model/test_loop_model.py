@@ -80,8 +80,10 @@ class LoopModel(RuleBasedStateMachine):
     def _safe_to_ack(self, message: Message) -> bool:
         """Acking loses nothing: the order is in a Workflow, a dead letter or a live copy."""
         broker = self.world.broker
-        if any(d.attributes.get("original_message_id") == message.message_id
-               for d in broker.dead_letters):
+        if any(
+            d.attributes.get("original_message_id") == message.message_id
+            for d in broker.dead_letters
+        ):
             return True
         order_id = message.order_id
         if order_id is None:
@@ -200,7 +202,9 @@ class LoopModel(RuleBasedStateMachine):
             replica.step()
         before = sum(m.attempts for m in self.world.broker.messages.values())
         self.world.remove(replica)
-        self.lapsed_by_drain += sum(m.attempts for m in self.world.broker.messages.values()) - before
+        self.lapsed_by_drain += (
+            sum(m.attempts for m in self.world.broker.messages.values()) - before
+        )
         if not self.world.replicas:
             self.world.start_replica()
 
@@ -234,9 +238,9 @@ class LoopModel(RuleBasedStateMachine):
         now = self.world.clock()
         for replica in self.world.replicas:
             in_flight = {
-                t.order_id for f in replica.engine._in_flight.values() for t in f.batch.tickets  # noqa: SLF001
+                t.order_id for f in replica.engine._in_flight.values() for t in f.batch.tickets
             }
-            for order_id, ticket in replica.engine._tickets.items():  # noqa: SLF001
+            for order_id, ticket in replica.engine._tickets.items():
                 if order_id not in in_flight:
                     assert now - ticket.received_at <= limit, f"{order_id} held too long"
 
@@ -253,9 +257,11 @@ class LoopModel(RuleBasedStateMachine):
                 replica.view.sync()
                 while replica.creates:
                     replica.run_create("ok")
-            if not world.broker.available() and not any(r.creates for r in world.replicas):
-                if all(r.engine.idle() and r.engine.settled_everything() for r in world.replicas):
-                    break
+            quiet = not world.broker.available() and not any(r.creates for r in world.replicas)
+            if quiet and all(
+                r.engine.idle() and r.engine.settled_everything() for r in world.replicas
+            ):
+                break
             for message in world.broker.available():
                 world.replicas[0].offer(world.broker.deliver(message))
             world.clock.advance(10.0)

@@ -249,7 +249,7 @@ class World:
         """The replica is gone (crash or end of drain): what it held lapses, peers see it."""
         self.replicas.remove(replica)
         for delivery in replica.deliveries:
-            self.broker.lapse(delivery._message, delivery._lease)  # noqa: SLF001
+            self.broker.lapse(delivery._message, delivery._lease)
         for other in self.replicas:
             other.view.sync()  # a Lease expires long after the watch has caught up
             other.waiting_for.discard(replica.identity)
@@ -259,7 +259,13 @@ class World:
 def model_settings() -> Settings:
     base = load_settings(environ={})
     classes = [
-        c.model_copy(update={"max_live_workflows": 2, "max_linger_seconds": min(2, c.max_linger_seconds), "max_orders_per_workflow": min(3, c.max_orders_per_workflow)})
+        c.model_copy(
+            update={
+                "max_live_workflows": 2,
+                "max_linger_seconds": min(2, c.max_linger_seconds),
+                "max_orders_per_workflow": min(3, c.max_orders_per_workflow),
+            }
+        )
         for c in base.classes
     ]
     return base.model_copy(

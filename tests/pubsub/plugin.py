@@ -253,12 +253,12 @@ def pubsub_emulator(request: pytest.FixtureRequest) -> Iterator[PubSubEmulator]:
 @pytest.fixture(scope="session")
 def pubsub_clients(pubsub_emulator: PubSubEmulator) -> Iterator[PubSubClients]:
     """Publisher and subscriber clients talking to ``pubsub_emulator``."""
-    from google.cloud import pubsub_v1
+    from dispatcher.adapters.pubsub_clients import publisher_client, subscriber_client
 
-    # PUBSUB_EMULATOR_HOST is set while pubsub_emulator lives: the clients then use an
-    # insecure channel to it and anonymous credentials.
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
+    # PUBSUB_EMULATOR_HOST is set while pubsub_emulator lives: the factories then open an
+    # insecure channel to it with production's message-size limits (no 4 MiB receive cap).
+    publisher = publisher_client()
+    subscriber = subscriber_client()
     try:
         yield PubSubClients(publisher, subscriber, pubsub_emulator.project)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

@@ -1,0 +1,239 @@
+"""Messages near Pub/Sub's 10 MB limit, on a real server with the real client.
+
+Why: production has no receive limit on its channel, the emulator channel the client opens by
+itself has gRPC's 4 MiB one, so without the factories in ``dispatcher.adapters.pubsub_clients``
+such a message never arrives in a test. And a dead letter adds attributes to a message that
+just fit: it must be stored (compactly if need be) or reported as too large with the delivery
+untouched, never raise, and the order must end up stored intact somewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+
+from dispatcher.adapters.pubsub import (
+    DeadLetterPublisher,
+    compact_dead_letter_attributes,
+    dead_letter_attributes,
+)
+from dispatcher.adapters.pubsub_limits import TooLargeToDeadLetter, max_data_bytes
+from dispatcher.core.decisions import DeadLetter
+from dispatcher.core.order import Reason
+from tests.pubsub.plugin import (
+    MakeTopicSubscription,
+    PubSubClients,
+    PubSubEmulator,
+    TopicSubscription,
+)
+
+pytestmark = pytest.mark.pubsub
+
+NEAR_LIMIT = 9_999_800
+DEADLINE_S = 60.0
+
+
+@pytest.fixture(autouse=True)
+def _server_accepts_large_requests(pubsub_emulator: PubSubEmulator) -> None:
+    if pubsub_emulator.kind == "pstest":
+        pytest.skip(
+            "pstest's gRPC server keeps the 4 MiB receive limit (pstest.NewServerWithAddress "
+            "takes no server options): a publish over 4 MiB gets RESOURCE_EXHAUSTED, which "
+            "the client retries until the test times out"
+        )
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Observed:
+    """A received message that records how it was settled (and passes it on)."""
+
+    def __init__(self, message: Any) -> None:
+        self._message = message
+        self.data: bytes = message.data
+        self.attributes = message.attributes
+        self.message_id: str = message.message_id
+        self.publish_time = message.publish_time
+        self.delivery_attempt: int | None = message.delivery_attempt
+        self.settlements: list[str] = []
+
+    def ack(self) -> None:
+        self.settlements.append("ack")
+        self._message.ack()
+
+    def nack(self) -> None:
+        self.settlements.append("nack")
+        self._message.nack()
+
+
+class Inbox:
+    """Streaming-pull callback: keeps the first delivery, hands later ones to ``later``."""
+
+    def __init__(self, later: Callable[[Any], None] = lambda m: None) -> None:
+        self.first: Observed | None = None
+        self.deliveries = 0
+        self._later = later
+        self._lock = threading.Lock()
+
+    def __call__(self, message: Any) -> None:
+        with self._lock:
+            self.deliveries += 1
+            if self.first is None:
+                self.first = Observed(message)
+                return
+        self._later(message)
+
+
+@contextlib.contextmanager
+def streaming(clients: PubSubClients, subscription: str, inbox: Inbox) -> Iterator[None]:
+    future = clients.subscriber.subscribe(subscription, inbox)
+    try:
+        yield
+    finally:
+        future.cancel()
+        with contextlib.suppress(Exception):
+            future.result(timeout=30)
+
+
+def read_back(clients: PubSubClients, subscription: str) -> Any:
+    """One message from ``subscription`` by unary pull (acked), within the deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        response = clients.subscriber.pull(subscription=subscription, max_messages=1, timeout=10)
+        if response.received_messages:
+            (received,) = response.received_messages
+            clients.subscriber.acknowledge(subscription=subscription, ack_ids=[received.ack_id])
+            return received.message
+    pytest.fail(f"nothing arrived on {subscription} within {DEADLINE_S}s")
+
+
+def body(size: int) -> bytes:
+    return (b"0123456789abcdef" * (size // 16 + 1))[:size]
+
+
+def dead_letter(detail: str) -> DeadLetter[Any]:
+    return DeadLetter(
+        receipt=None, reason=Reason.BODY_TOO_LARGE, detail=detail, stage="intake", order_id=None
+    )
+
+
+def test_a_message_near_the_limit_arrives_through_the_factory_channel(
+    pubsub_clients: PubSubClients, make_topic_subscription: MakeTopicSubscription
+) -> None:
+    names = make_topic_subscription(prefix="big")
+    data = body(9_900_000)
+    pubsub_clients.publisher.publish(names.topic, data, order_id="o-big").result(timeout=60)
+    inbox = Inbox()
+    with streaming(pubsub_clients, names.subscription, inbox):
+        wait_for(lambda: inbox.first is not None, "the 9.9 MB message")
+        assert inbox.first is not None
+        assert inbox.first.data == data and inbox.first.attributes["order_id"] == "o-big"
+        inbox.first.ack()
+
+    # The same message through the channel the client opens by itself: the 4 MiB default.
+    from google.cloud import pubsub_v1
+
+    pubsub_clients.publisher.publish(names.topic, data).result(timeout=60)
+    with pubsub_v1.SubscriberClient() as default, pytest.raises(gexc.ResourceExhausted):
+        default.pull(subscription=names.subscription, max_messages=1, timeout=30)
+
+
+def dead_letter_through_the_emulator(
+    clients: PubSubClients, names: TopicSubscription, size: int, detail: str
+) -> tuple[Observed, dict[str, str] | None, list[tuple[bool, BaseException | None]]]:
+    """Publish an order of ``size`` bytes, receive it, dead-letter it; return what happened."""
+    assert names.dead_letter_topic is not None
+    clients.publisher.publish(names.topic, body(size), tenant="acme").result(timeout=60)
+    inbox = Inbox(later=lambda m: m.nack())
+    outcomes: list[tuple[bool, BaseException | None]] = []
+    with streaming(clients, names.subscription, inbox):
+        wait_for(lambda: inbox.first is not None, "the order")
+        delivery = inbox.first
+        assert delivery is not None
+        publisher = DeadLetterPublisher(clients.publisher, names.dead_letter_topic)
+        expected = publisher.attributes_for(delivery, dead_letter(detail))
+        publisher.publish(delivery, dead_letter(detail), on_done=lambda *o: outcomes.append(o))
+        wait_for(lambda: bool(outcomes), "the dead letter's outcome")
+        if outcomes[0][0] is False:
+            # What the executor leaves to Pub/Sub: redeliveries until its policy takes over.
+            delivery.nack()
+            wait_for(lambda: inbox.deliveries >= 5, "Pub/Sub's dead-letter policy")
+    return delivery, expected, outcomes
+
+
+def test_dead_letter_of_a_near_limit_order_never_raises_and_the_order_is_kept(
+    pubsub_clients: PubSubClients, make_topic_subscription: MakeTopicSubscription
+) -> None:
+    names = make_topic_subscription(prefix="dlbig", max_delivery_attempts=5)
+    assert names.dead_letter_subscription is not None
+    delivery, expected, outcomes = dead_letter_through_the_emulator(
+        pubsub_clients, names, NEAR_LIMIT, "body of 9999800 bytes is over max_order_bytes"
+    )
+    stored = read_back(pubsub_clients, names.dead_letter_subscription)
+    assert stored.data == body(NEAR_LIMIT)
+    [(ok, error)] = outcomes
+    if expected is None:
+        assert not ok and isinstance(error, TooLargeToDeadLetter)
+        assert delivery.settlements == ["nack"]  # only the test's own nack, after the report
+        assert stored.attributes["tenant"] == "acme" and "dlq_reason" not in stored.attributes
+    else:
+        assert ok and delivery.settlements == ["ack"]
+        assert dict(stored.attributes) == expected
+
+
+def test_a_dead_letter_that_fits_only_compact_is_stored_compact(
+    pubsub_clients: PubSubClients, make_topic_subscription: MakeTopicSubscription
+) -> None:
+    names = make_topic_subscription(prefix="dlcompact", max_delivery_attempts=5)
+    assert names.dead_letter_topic is not None and names.dead_letter_subscription is not None
+    detail = "d" * 1000
+    # The real message id and publish time are known only after publishing: size the body
+    # from stand-ins, halfway between the two limits (they are ~1 kB apart, the guess is
+    # within a few dozen bytes).
+    stand_in = Observed(
+        type(
+            "M",
+            (),
+            {
+                "data": b"",
+                "attributes": {"tenant": "acme"},
+                "message_id": "1" * 20,
+                "publish_time": datetime.now(UTC),
+                "delivery_attempt": None,
+            },
+        )()
+    )
+    full = max_data_bytes(
+        names.dead_letter_topic, dead_letter_attributes(stand_in, dead_letter(detail))
+    )
+    compact = max_data_bytes(
+        names.dead_letter_topic, compact_dead_letter_attributes(stand_in, dead_letter(detail))
+    )
+    size = (full + compact) // 2
+    delivery, expected, outcomes = dead_letter_through_the_emulator(
+        pubsub_clients, names, size, detail
+    )
+    assert expected == compact_dead_letter_attributes(delivery, dead_letter(detail))
+    assert outcomes == [(True, None)] and delivery.settlements == ["ack"]
+    stored = read_back(pubsub_clients, names.dead_letter_subscription)
+    assert stored.data == body(size) and dict(stored.attributes) == expected
+    assert set(expected) == {
+        "tenant",
+        "dlq_reason",
+        "dlq_detail",
+        "dlq_stage",
+        "original_message_id",
+    }
