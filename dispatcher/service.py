@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dispatcher.adapters.cluster_memory import StaticMembers
+from dispatcher.adapters.ledger_memory import MemoryLedger
 from dispatcher.adapters.pubsub import Delivery, subscribe
 from dispatcher.adapters.sinks import WorkflowSink
 from dispatcher.config import ConfigError, Settings, load_settings
@@ -39,8 +41,8 @@ class Service:
     publisher: Any
     sink: WorkflowSink
     cluster: ClusterState
-    members: Members
-    ledger: OrderLedger
+    members: Members = field(default_factory=StaticMembers)  # one replica
+    ledger: OrderLedger = field(default_factory=MemoryLedger)  # no memory beyond the process
     clock: Clock = monotonic
     metrics: Metrics = field(default_factory=Metrics)
     config_path: Path | None = None

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from dispatcher.adapters.cluster_view import WorkflowView
 from dispatcher.adapters.kube import KubeWorkflowSink
 from dispatcher.adapters.kubeclient import api_client
-from dispatcher.adapters.ledger_memory import MemoryLedger
+from dispatcher.adapters.ledger import KubeLedger
 from dispatcher.adapters.membership import Membership
 from dispatcher.config import Settings
-from dispatcher.core.ports import OrderLedger
 
 
 @dataclass
@@ -23,22 +22,30 @@ class ClusterBackend:
     sink: KubeWorkflowSink
     view: WorkflowView
     membership: Membership
-    ledger: OrderLedger
+    ledger: KubeLedger
     identity: str
     #: readiness checks keyed by the stable reason code /readyz reports when one fails
     checks: dict[str, Callable[[], tuple[bool, str]]] = field(default_factory=dict)
 
     def close(self) -> None:
         self.view.stop()
+        self.ledger.stop()  # writes what is still buffered
         self.membership.stop()
 
 
 def connect_cluster(settings: Settings, *, kubeconfig: str | None, identity: str) -> ClusterBackend:
-    """Start the membership lease and the Workflow watch; return once the watch has synced."""
+    """Join the replicas, load the dedupe ledger and list the Workflows; return when synced."""
     api = api_client(kubeconfig, pool_size=settings.service.create_workers + 4)
     membership = Membership(api, namespace=settings.namespace, identity=identity)
     membership.start()
-    ledger = MemoryLedger()
+    ledger = KubeLedger(
+        api,
+        namespace=settings.namespace,
+        environment=settings.environment,
+        identity=identity,
+        window_seconds=settings.dedupe.window_seconds,
+    )
+    ledger.start()
     view = WorkflowView(
         api,
         namespace=settings.namespace,
@@ -52,5 +59,6 @@ def connect_cluster(settings: Settings, *, kubeconfig: str | None, identity: str
     backend.checks = {
         "kubernetes_unavailable": sink.ping,
         "workflow_watch_not_synced": lambda: (view.synced(), "workflow watch synced"),
+        "ledger_not_synced": lambda: (ledger.synced(), "dedupe ledger synced"),
     }
     return backend

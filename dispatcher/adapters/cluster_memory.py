@@ -35,6 +35,11 @@ class LocalClusterState:
             self._live[name] = (size_class, self._identity)
         self._orders.update(order_ids)
 
+    def set_live(self, size_class: str, replica: str, count: int) -> None:
+        """Make ``count`` live Workflows of ``size_class`` labelled with ``replica`` (tests)."""
+        for index in range(count):
+            self._live[f"{replica}-{size_class}-{index}"] = (size_class, replica)
+
     def finish(self, name: str) -> None:
         if self._live.pop(name, None) is not None:
             self._done.add(name)

@@ -211,10 +211,27 @@ class WorkflowView:
         old = self._entries.get(name)
         if old is not None:
             self._count(old, -1)
+        elif self._ledger is not None:
+            self._remember(name, entry.order_ids)
         self._entries[name] = entry
         self._count(entry, +1)
         for order_id in entry.order_ids:
             self._orders[order_id] = name
+
+    def _remember(self, name: str, order_ids: tuple[str, ...]) -> None:
+        """Every Workflow any replica sees goes into the ledger (if its creator could not, e.g.
+        it crashed between the create and its ledger write), long before Argo's TTL deletes it."""
+        ledger = self._ledger
+        if ledger is None:
+            return
+        missing = [o for o in order_ids if not ledger.contains(o)]
+        if missing:
+
+            def done(error: BaseException | None) -> None:
+                if error is not None:
+                    log.warning("ledger_write_failed", workflow=name, error=str(error))
+
+            ledger.record(missing, done)
 
     def _drop(self, name: str) -> None:
         old = self._entries.pop(name, None)

@@ -12,14 +12,16 @@ Several replicas share every limit without talking to each other:
      replica's creates in flight, must stay below the cap;
   2. **share**: this replica's own live Workflows + creates in flight + its share of the
      orphans (live Workflows whose replica is no longer a member) stay below its share of the
-     cap. Shares of ranks ``0..n-1`` add up to the cap, so creates in flight on different
-     replicas (which the global check cannot see yet) never add up past it.
+     cap, less what other members hold beyond theirs. Shares of ranks ``0..n-1`` add up to the
+     cap, so creates in flight on different replicas (which the global check cannot see yet)
+     never add up past it.
 - a replica that has just joined admits nothing until ``settled()``: every peer has renewed
   since it joined and shrunk its own share, so the old and the new shares never overlap.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from dispatcher.core.clock import Clock
@@ -81,18 +83,32 @@ class Admission:
         by_replica = self._cluster.live_by_replica(size_class)
         if sum(by_replica.values()) + class_in_flight >= cap:
             return HoldReason.CLASS_CAP
-        if len(members) > 1:
-            rank = members.index(self._identity) if self._identity in members else 0
-            orphans = sum(n for who, n in by_replica.items() if who not in members)
-            own = by_replica.get(self._identity, 0) + class_in_flight
-            own += cap_share(orphans, len(members), rank)
-            if own >= cap_share(cap, len(members), rank):
-                return HoldReason.CLASS_CAP
+        if len(members) > 1 and class_in_flight >= self._budget(cap, members, by_replica):
+            return HoldReason.CLASS_CAP
         if self._cluster.objects_total() + total_in_flight >= self.limits.max_workflow_objects:
             return HoldReason.OBJECT_CAP
         if not self._bucket.try_acquire():
             return HoldReason.RATE
         return None
+
+    def _budget(self, cap: int, members: tuple[str, ...], live: Mapping[str, int]) -> int:
+        """How many Workflows of the class this replica may have in flight now.
+
+        Each member's load is its own live Workflows plus its share of the orphans; its share
+        of the cap minus that load is its room. A member over its share (shares shrank when a
+        replica joined) has no room, and its excess is taken out of everyone else's room, so
+        the members together stay within the cap.
+        """
+        n = len(members)
+        orphans = sum(count for who, count in live.items() if who not in members)
+        budget = 0
+        for rank, member in enumerate(members):
+            room = cap_share(cap, n, rank) - live.get(member, 0) - cap_share(orphans, n, rank)
+            if member == self._identity:
+                budget += room
+            elif room < 0:
+                budget += room
+        return budget
 
     def _reshare(self) -> None:
         replicas = max(1, len(self._seen))

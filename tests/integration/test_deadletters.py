@@ -38,7 +38,7 @@ def case(data: bytes, original: dict[str, str], reason: Reason, order_id: str | 
         publish_time=datetime.now(UTC) - timedelta(minutes=30),
     )
     decision = DeadLetter(
-        receipt=None,
+        receipts=(None,),
         reason=reason,
         detail=f"{reason.value} detail",
         stage="create",

@@ -134,6 +134,8 @@ def start_service(
         publisher=pubsub_clients.publisher,
         sink=backend.sink,
         cluster=backend.view,
+        members=backend.membership,
+        ledger=backend.ledger,
         replica=identity,
     )
     service.start()

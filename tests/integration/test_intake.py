@@ -16,7 +16,7 @@ import pytest
 
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import load_settings
-from dispatcher.core.engine import LocalClusterState
+from dispatcher.adapters.cluster_memory import LocalClusterState
 from dispatcher.service import Service
 from tests.pubsub.plugin import drain
 

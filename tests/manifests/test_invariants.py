@@ -38,13 +38,18 @@ DISPATCHER_RULES = [
     {
         "apiGroups": ["argoproj.io"],
         "resources": ["workflows"],
-        "verbs": ["create", "get", "list", "watch"],
+        "verbs": ["create", "list", "watch"],
     },
     {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "verbs": ["get"]},
     {
         "apiGroups": ["coordination.k8s.io"],
         "resources": ["leases"],
         "verbs": ["create", "list", "patch", "delete"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "verbs": ["get", "list", "watch", "create", "update", "delete"],
     },
 ]
 OPERATOR_RULES = [

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher.adapters.kube_memory import MemoryWorkflowApi, MemoryWorkflowView
-from dispatcher.adapters.ledger_memory import MemoryLedger
+from dispatcher.adapters.ledger_memory import MemoryLedger, MemoryLedgerStore
 from dispatcher.config import Settings, load_settings
 from dispatcher.core.clock import FakeClock
 from dispatcher.core.engine import Engine, EngineConfig
@@ -153,7 +153,9 @@ class Replica:
         self.identity = identity
         self.world = world
         self.metrics = Metrics()
-        self.view = MemoryWorkflowView(world.api, ledger=world.ledger)
+        # Its own ledger over the shared durable store: what it held only locally dies with it.
+        self.ledger = MemoryLedger(store=world.ledger_store, clock=world.clock)
+        self.view = MemoryWorkflowView(world.api, ledger=self.ledger)
         self.view.sync()
         self.members = ReplicaMembers(identity, members, settled=settled)
         self.waiting_for: set[str] = set()  # peers that must renew before this one settles
@@ -171,7 +173,7 @@ class Replica:
         self.executor: Executor[Any] = Executor(
             sink=world.api,
             publisher=world.broker,
-            ledger=world.ledger,
+            ledger=self.ledger,
             dead_letter_topic=DLQ,
             repark_topic=lambda _c: INTAKE,
             post=self.events.append,
@@ -216,7 +218,7 @@ class World:
     clock: FakeClock = field(default_factory=FakeClock)
     broker: Broker = field(default_factory=Broker)
     api: MemoryWorkflowApi = field(default_factory=MemoryWorkflowApi)
-    ledger: MemoryLedger = field(default_factory=MemoryLedger)
+    ledger_store: MemoryLedgerStore = field(default_factory=MemoryLedgerStore)
     replicas: list[Replica] = field(default_factory=list)
     names: Any = field(default_factory=lambda: itertools.count(1))
     limits: LimitsChanged | None = None  # the ConfigMap's current limits, for new replicas

@@ -126,7 +126,7 @@ def body(size: int) -> bytes:
 
 def dead_letter(detail: str) -> DeadLetter[Any]:
     return DeadLetter(
-        receipt=None, reason=Reason.BODY_TOO_LARGE, detail=detail, stage="intake", order_id=None
+        receipts=(None,), reason=Reason.BODY_TOO_LARGE, detail=detail, stage="intake", order_id=None
     )
 
 

@@ -47,7 +47,7 @@ def contract_dead_letter(
         attributes=original, message_id="orig-7", publish_time=NOW - timedelta(hours=2)
     )
     decision = DeadLetter(
-        receipt=None, reason=reason, detail="no template", stage="create", order_id=order_id
+        receipts=(None,), reason=reason, detail="no template", stage="create", order_id=order_id
     )
     return dead_letter_attributes(delivery, decision)  # type: ignore[arg-type]
 

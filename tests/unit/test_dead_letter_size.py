@@ -92,7 +92,9 @@ def delivered(size: int, attributes: dict[str, str]) -> tuple[MemoryPublisher, M
 
 
 def decision(detail: str, reason: Reason = Reason.BODY_TOO_LARGE) -> DeadLetter[MemoryDelivery]:
-    return DeadLetter(receipt=None, reason=reason, detail=detail, stage="intake", order_id="o-1")  # type: ignore[arg-type]
+    return DeadLetter(
+        receipts=(None,), reason=reason, detail=detail, stage="intake", order_id="o-1"
+    )  # type: ignore[arg-type]
 
 
 @given(

@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.core.admission import Admit, Caps, Hold, HoldReason, Occupancy, decide
+from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
+from dispatcher.core.admission import Admission, HoldReason
 from dispatcher.core.clock import FakeClock
+from dispatcher.core.limits import Limits
 from dispatcher.core.ratelimit import TokenBucket, share
 
 
@@ -45,30 +47,57 @@ def test_bucket_never_exceeds_rate_times_time_plus_burst(
     assert granted <= burst + rate * clock.now + 1e-6
 
 
+def admission(
+    cap: int, members: list[str], me: str, live: dict[str, int], *, max_objects: int = 10_000
+) -> Admission:
+    cluster = LocalClusterState()
+    for replica, count in live.items():
+        cluster.set_live("large", replica, count)
+    limits = Limits(
+        workflows_per_second=1000.0,
+        burst=1000,
+        max_workflow_objects=max_objects,
+        class_caps={"large": cap},
+    )
+    return Admission(
+        limits, cluster=cluster, members=StaticMembers(members), clock=FakeClock(), identity=me
+    )
+
+
 @given(
-    live=st.integers(0, 50),
-    objects=st.integers(0, 50),
-    cap=st.integers(0, 50),
-    max_objects=st.integers(1, 50),
+    cap=st.integers(0, 30),
+    replicas=st.integers(1, 4),
+    own=st.lists(st.integers(0, 10), min_size=4, max_size=4),
+    orphans=st.integers(0, 10),
 )
-def test_admission_never_exceeds_caps(live: int, objects: int, cap: int, max_objects: int) -> None:
-    bucket = TokenBucket(rate=1, burst=1, clock=FakeClock())
-    verdict = decide(Occupancy(live, objects), Caps(cap, max_objects), bucket)
-    if isinstance(verdict, Admit):
-        assert live + 1 <= cap and objects + 1 <= max_objects
-    else:
-        assert verdict.reason in {HoldReason.CLASS_CAP, HoldReason.OBJECT_CAP}
+def test_replicas_that_see_the_same_cluster_never_admit_past_a_cap_together(
+    cap: int, replicas: int, own: list[int], orphans: int
+) -> None:
+    members = [f"r{i}" for i in range(replicas)]
+    live = {m: own[i] for i, m in enumerate(members)} | {"gone-pod": orphans}
+    admitted = 0
+    for me in members:
+        gate = admission(cap, members, me, live)
+        in_flight = 0
+        while gate.check("large", in_flight, in_flight) is None:
+            in_flight += 1
+        admitted += in_flight
+    total = sum(live.values())
+    assert total + admitted <= max(cap, total)
 
 
-def test_rate_hold_says_when_and_spends_no_token() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(rate=1, burst=1, clock=clock)
-    assert isinstance(decide(Occupancy(0, 0), Caps(5, 5), bucket), Admit)
-    held = decide(Occupancy(0, 0), Caps(5, 5), bucket)
-    assert held == Hold(HoldReason.RATE, pytest.approx(1.0))
-    assert isinstance(decide(Occupancy(5, 0), Caps(5, 5), bucket), Hold)
-    clock.advance(1.0)
-    assert isinstance(decide(Occupancy(0, 0), Caps(5, 5), bucket), Admit)
+def test_hold_reasons_and_rate_tokens() -> None:
+    gate = admission(5, [""], "", {"": 5})
+    assert gate.check("large", 0, 0) is HoldReason.CLASS_CAP
+    gate = admission(5, [""], "", {}, max_objects=1)
+    assert gate.check("large", 0, 1) is HoldReason.OBJECT_CAP
+    assert gate.check("large", 0, 0) is None
+
+
+def test_a_joining_replica_waits() -> None:
+    gate = admission(5, ["a", "b"], "b", {})
+    gate._members = StaticMembers(["a", "b"], settled=False)  # noqa: SLF001
+    assert gate.check("large", 0, 0) is HoldReason.JOINING
 
 
 def test_share_splits_across_replicas() -> None:
