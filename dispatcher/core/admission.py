@@ -104,9 +104,7 @@ class Admission:
         budget = 0
         for rank, member in enumerate(members):
             room = cap_share(cap, n, rank) - live.get(member, 0) - cap_share(orphans, n, rank)
-            if member == self._identity:
-                budget += room
-            elif room < 0:
+            if member == self._identity or room < 0:
                 budget += room
         return budget
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from dispatcher.adapters.cluster_memory import LocalClusterState
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import load_settings
-from dispatcher.adapters.cluster_memory import LocalClusterState
 from dispatcher.service import Service
 from tests.pubsub.plugin import drain
 

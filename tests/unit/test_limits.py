@@ -96,7 +96,7 @@ def test_hold_reasons_and_rate_tokens() -> None:
 
 def test_a_joining_replica_waits() -> None:
     gate = admission(5, ["a", "b"], "b", {})
-    gate._members = StaticMembers(["a", "b"], settled=False)  # noqa: SLF001
+    gate._members = StaticMembers(["a", "b"], settled=False)
     assert gate.check("large", 0, 0) is HoldReason.JOINING
 
 
