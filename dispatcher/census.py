@@ -2,8 +2,9 @@
 
 ``dispatcher limits status`` answers "why is nothing being submitted?": a class at its cap, or
 the namespace at ``limits.max_workflow_objects``. Counting is kept apart from listing so it is
-testable on plain dictionaries; it follows the engine's rule that a Workflow without a phase
-(not yet seen by the controller), Pending or Running is live.
+testable on plain dictionaries; it uses the dispatcher's own rule (``core.render.is_live``): a
+Workflow without a phase (not yet seen by the controller), Pending or Running, and not being
+deleted, is live. Only this environment's Workflows are listed (the same label selector).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.config import Settings
-from dispatcher.core.render import LABEL_CLASS
-
-LIVE_PHASES = frozenset({"", "Pending", "Running"})
+from dispatcher.core.render import LABEL_CLASS, is_live
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +76,7 @@ def take_census(workflows: Iterable[Mapping[str, Any]], settings: Settings) -> C
         labels = (workflow.get("metadata") or {}).get("labels") or {}
         size_class = str(labels.get(LABEL_CLASS, "(no class label)"))
         phase = str((workflow.get("status") or {}).get("phase") or "")
-        bucket = _bucket(phase)
+        bucket = _bucket(phase) if is_live(workflow) else "finished"
         per_class = counts.setdefault(size_class, {})
         per_class[bucket] = per_class.get(bucket, 0) + 1
     caps = {c.name: c.max_live_workflows for c in settings.classes}
@@ -104,6 +103,6 @@ def take_census(workflows: Iterable[Mapping[str, Any]], settings: Settings) -> C
 def _bucket(phase: str) -> str:
     if phase == "":
         return "new"
-    if phase in LIVE_PHASES:
+    if phase in ("Pending", "Running"):
         return phase.lower()
     return "finished"

@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from dispatcher.config import Settings, parse_settings
+from dispatcher.core.limits import GLOBAL_LIVE_FIELDS, live_values
 
-#: Global limits the service takes live, by the CLI flag that sets them.
-GLOBAL_FIELDS = ("workflows_per_second", "burst", "max_workflow_objects")
-CLASS_FIELD = "max_live_workflows"
+#: The live fields come from one list (core/limits.py), shared with the service's reload.
+GLOBAL_FIELDS = GLOBAL_LIVE_FIELDS
 
 Number = int | float
 
@@ -62,18 +62,8 @@ class LimitEdit:
     comments_kept: bool
 
 
-def live_limits(settings: Settings) -> dict[str, Number]:
-    """The limits the running service applies without a restart, by label."""
-    values: dict[str, Number] = {
-        f"limits.{name}": getattr(settings.limits, name) for name in GLOBAL_FIELDS
-    }
-    for size_class in settings.classes:
-        values[f"classes[{size_class.name}].{CLASS_FIELD}"] = size_class.max_live_workflows
-    return values
-
-
 def diff_limits(before: Settings, after: Settings) -> list[DiffRow]:
-    old, new = live_limits(before), live_limits(after)
+    old, new = live_values(before), live_values(after)
     return [
         DiffRow(field=key, before=old[key], after=new[key])
         for key in new

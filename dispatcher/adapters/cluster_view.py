@@ -29,16 +29,14 @@ from dispatcher.core.ports import OrderLedger
 from dispatcher.core.render import (
     ANNOTATION_ORDER_IDS,
     LABEL_CLASS,
-    LABEL_ENVIRONMENT,
-    LABEL_MANAGED_BY,
     LABEL_REPLICA,
-    MANAGED_BY,
+    is_live,
+    selector,
 )
 from dispatcher.logging import get_logger
 
 log = get_logger()
 
-LIVE_PHASES = frozenset({"", "Pending", "Running"})
 WATCH_SECONDS = 240
 
 
@@ -50,10 +48,6 @@ class _Entry:
     order_ids: tuple[str, ...]
 
 
-def selector(environment: str) -> str:
-    return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_ENVIRONMENT}={environment}"
-
-
 def entry_of(obj: dict[str, Any]) -> _Entry:
     metadata = obj.get("metadata") or {}
     labels = metadata.get("labels") or {}
@@ -62,9 +56,9 @@ def entry_of(obj: dict[str, Any]) -> _Entry:
         order_ids = tuple(json.loads(annotations.get(ANNOTATION_ORDER_IDS, "[]")))
     except ValueError:
         order_ids = ()
-    phase = (obj.get("status") or {}).get("phase") or ""
-    live = phase in LIVE_PHASES and not metadata.get("deletionTimestamp")
-    return _Entry(labels.get(LABEL_CLASS, ""), live, labels.get(LABEL_REPLICA, ""), order_ids)
+    return _Entry(
+        labels.get(LABEL_CLASS, ""), is_live(obj), labels.get(LABEL_REPLICA, ""), order_ids
+    )
 
 
 class WorkflowView:

@@ -14,19 +14,19 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from dispatcher.adapters.kubeclient import api_client, translate
-from dispatcher.core.render import API_VERSION, LABEL_MANAGED_BY, MANAGED_BY
+from dispatcher.core.render import API_VERSION, selector
 
 PAGE_SIZE = 500
 
 
-def managed_workflows(api: Any, *, namespace: str) -> Iterator[dict[str, Any]]:
-    """Every Workflow labelled ``app.kubernetes.io/managed-by=burst-dispatcher``."""
+def managed_workflows(api: Any, *, namespace: str, environment: str) -> Iterator[dict[str, Any]]:
+    """Every Workflow of this environment's dispatcher (the service's own label selector)."""
     group, version = API_VERSION.split("/")
-    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    label_selector = selector(environment)
     objects = client.CustomObjectsApi(api)
     token: str | None = None
     while True:
-        kwargs: dict[str, Any] = {"label_selector": selector, "limit": PAGE_SIZE}
+        kwargs: dict[str, Any] = {"label_selector": label_selector, "limit": PAGE_SIZE}
         if token:
             kwargs["_continue"] = token
         try:

@@ -95,7 +95,10 @@ def status_command(
         settings, source = _live_settings(
             api, config_path=config_path, namespace=namespace, configmap=configmap, key=key
         )
-        census = take_census(managed_workflows(api, namespace=settings.namespace), settings)
+        census = take_census(
+            managed_workflows(api, namespace=settings.namespace, environment=settings.environment),
+            settings,
+        )
         semaphores = read_semaphores(api, namespace=settings.namespace)
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from dispatcher.core.batching import Batch
@@ -37,6 +38,23 @@ WORKFLOW_PARAMETERS = (
     "environment",
     "priority",
 )
+
+
+#: Phases in which a Workflow counts against its class's cap (no phase yet = just created).
+LIVE_PHASES = frozenset({"", "Pending", "Running"})
+
+
+def selector(environment: str) -> str:
+    """The label selector of this environment's dispatcher Workflows."""
+    return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_ENVIRONMENT}={environment}"
+
+
+def is_live(workflow: Mapping[str, Any]) -> bool:
+    """The one rule for "live", used by the dispatcher's caps and by ``limits status``:
+    new, Pending or Running, and not being deleted."""
+    metadata = workflow.get("metadata") or {}
+    phase = (workflow.get("status") or {}).get("phase") or ""
+    return phase in LIVE_PHASES and not metadata.get("deletionTimestamp")
 
 
 def workflow_name(prefix: str, size_class: str, order_ids: tuple[str, ...]) -> str:

@@ -19,7 +19,7 @@ from kubernetes import client as k8s
 
 from dispatcher.adapters.configmap import read_config, write_config
 from dispatcher.adapters.kubeclient import ApiRefused
-from dispatcher.census import LIVE_PHASES
+from dispatcher.core.render import is_live, selector
 from dispatcher.cli import cli
 from dispatcher.config import default_config_text, parse_settings
 
@@ -152,10 +152,16 @@ def test_a_concurrent_edit_is_not_overwritten(space: Any) -> None:
 
 
 def workflow(
-    name: str, size_class: str, phase: str | None, *, managed: bool = True
+    name: str,
+    size_class: str,
+    phase: str | None,
+    *,
+    managed: bool = True,
+    environment: str = "dev",
 ) -> dict[str, Any]:
     labels = {
         "burst-dispatcher.io/size-class": size_class,
+        "burst-dispatcher.io/environment": environment,
         # Not this cluster's controller: Argo leaves the object (and its phase) alone.
         "workflows.argoproj.io/controller-instanceid": "not-the-test-controller",
     }
@@ -181,6 +187,7 @@ def test_status_counts_live_workflows_per_class(k8s_cluster: Any, space: Any) ->
         workflow("s3", "small", "Succeeded"),
         workflow("m1", "medium", None),
         workflow("other", "small", None, managed=False),
+        workflow("staging-1", "small", None, environment="staging"),  # another environment
     ]
     for body in bodies:
         objects.create_namespaced_custom_object(
@@ -191,14 +198,13 @@ def test_status_counts_live_workflows_per_class(k8s_cluster: Any, space: Any) ->
         "v1alpha1",
         namespace,
         "workflows",
-        label_selector="app.kubernetes.io/managed-by=burst-dispatcher",
+        label_selector=selector("dev"),
     )["items"]
     # The CRD may or may not store a status written at creation; count what the server holds.
     live_small = sum(
         1
         for w in stored
-        if w["metadata"]["labels"]["burst-dispatcher.io/size-class"] == "small"
-        and (w.get("status") or {}).get("phase", "") in LIVE_PHASES
+        if w["metadata"]["labels"]["burst-dispatcher.io/size-class"] == "small" and is_live(w)
     )
     result = run(k8s_cluster, "limits", "status", "--namespace", namespace, "--json")
     assert result.exit_code == 0, result.output

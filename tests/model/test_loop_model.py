@@ -37,7 +37,7 @@ from dispatcher.adapters.kube_memory import FAULTS
 from dispatcher.logging import configure
 from tests.model.world import Message, World, model_settings, with_caps
 
-EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "2000"))
 SIZES = {"small": 1_000, "medium": 200 * 1024 * 1024, "large": 10 * 1024**3}
 
 
@@ -58,6 +58,7 @@ class LoopModel(RuleBasedStateMachine):
         # A create admitted under a higher cap may land after a reload lowered it.
         self.admitted_under = dict(self.caps)
         self.cap_breaches: list[str] = []
+        self.races: set[tuple[str, str]] = set()
         self.lapsed_by_drain = 0
         self.published: set[str] = set()
         self.world.start_replica()
@@ -157,8 +158,10 @@ class LoopModel(RuleBasedStateMachine):
     # -- time, limits, membership --------------------------------------------------------
     @rule(seconds=st.sampled_from([0.5, 1.0, 3.0, 10.0, 30.0]))
     def time_passes(self, seconds: float) -> None:
+        """Time goes by; every watch has caught up (its lag is milliseconds, not seconds)."""
         self.world.clock.advance(seconds)
         for replica in list(self.world.replicas):
+            replica.view.sync()
             replica.step()
 
     @precondition(lambda self: self.world.replicas)
@@ -211,11 +214,18 @@ class LoopModel(RuleBasedStateMachine):
     # -- invariants ----------------------------------------------------------------------
     @invariant()
     def no_order_in_two_workflows(self) -> None:
+        """Within the dedupe window, whatever the faults, restarts and lags, except one race:
+        two replicas whose creates holding the same order were in flight at the same moment
+        (neither could see the other's Workflow yet). Counted in ``self.races``."""
         seen: dict[str, str] = {}
         for workflow in self.world.api.history:
             for order_id in workflow.order_ids:
-                assert order_id not in seen, f"{order_id} in {seen[order_id]} and {workflow.name}"
-                seen[order_id] = workflow.name
+                first = seen.get(order_id)
+                if first is not None:
+                    racing = first in self.world.concurrent.get(workflow.name, set())
+                    assert racing, f"{order_id} in {first} and {workflow.name}"
+                    self.races.add((first, workflow.name))
+                seen.setdefault(order_id, workflow.name)
 
     @invariant()
     def acks_only_when_safe(self) -> None:

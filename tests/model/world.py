@@ -177,11 +177,21 @@ class Replica:
             dead_letter_topic=DLQ,
             repark_topic=lambda _c: INTAKE,
             post=self.events.append,
-            submit=self.creates.append,
+            submit=self._submit,
             metrics=self.metrics,
             clock=world.clock,
         )
         self.draining = False
+
+    def _submit(self, create: Callable[[], None]) -> None:
+        """A create leaves for the API; note which other replicas' creates are in flight."""
+        self.creates.append(create)
+        mine = set(self.engine._in_flight)
+        others = {n for r in self.world.replicas if r is not self for n in r.engine._in_flight}
+        for name in mine:
+            self.world.concurrent.setdefault(name, set()).update(others)
+            for other in others:
+                self.world.concurrent.setdefault(other, set()).add(name)
 
     def offer(self, delivery: Delivery) -> None:
         self.deliveries.append(delivery)
@@ -222,6 +232,9 @@ class World:
     replicas: list[Replica] = field(default_factory=list)
     names: Any = field(default_factory=lambda: itertools.count(1))
     limits: LimitsChanged | None = None  # the ConfigMap's current limits, for new replicas
+    # Workflow name -> names of other replicas' creates in flight at the same time: the one
+    # race the loop cannot close without a per-order claim (docs/architecture.md).
+    concurrent: dict[str, set[str]] = field(default_factory=dict)
 
     def start_replica(self) -> Replica:
         identity = f"r{next(self.names)}"

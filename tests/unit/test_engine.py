@@ -231,3 +231,17 @@ def test_failed_publishes_are_retried_later_then_left_to_pubsub() -> None:
     [again] = eng.tick()
     assert isinstance(again, DeadLetter) and again.attempt == 2 and again.receipts == ("m1",)
     assert eng.outcome(PublishFailed(dl, "too big", too_large=True)) == []
+
+
+def test_an_ambiguous_create_seen_by_the_watch_is_settled_without_another_post() -> None:
+    """Found by the model: after Argo's TTL deleted it, a second POST would run it twice."""
+    eng, clock, cluster = engine()
+    [first] = eng.receive("a", data("big-a", BIG), {})
+    assert isinstance(first, Create)
+    eng.outcome(CreateFailed(first.name, Failure.UNKNOWN, "timed out"))
+    cluster.record_created(first.name, "large", first.order_ids)  # the watch saw it stored
+    cluster.forget(first.name)  # ...and the TTL deleted it; the ledger still knows the order
+    clock.advance(60)
+    decisions = eng.tick()
+    assert creates(decisions) == []
+    assert decisions == [Ack(("a",), first.name, "large")]
