@@ -56,8 +56,8 @@ from dispatcher.core.decisions import Ack, Create
 from dispatcher.core.engine import ClusterState, Engine, LocalClusterState
 from dispatcher.core.order import Rejection, parse_order
 from dispatcher.core.render import LABEL_ENVIRONMENT, render_workflow
-from dispatcher.metrics import Metrics
-from dispatcher.service import Service
+from dispatcher.service.assembly import Service
+from dispatcher.service.metrics import Metrics
 
 PROJECT = "bench-project"
 REPO = Path(__file__).resolve().parents[1]
@@ -439,7 +439,7 @@ class Bench:
             sink = self.sink()
             cluster = LocalClusterState()
         else:
-            from dispatcher.wiring import connect_cluster
+            from dispatcher.service.wiring import connect_cluster
 
             backend = connect_cluster(
                 settings, kubeconfig=self.kube.kubeconfig, identity=self.environment
@@ -762,7 +762,7 @@ def hold_child(orders: int, subscription: str, dead_letter_topic: str) -> int:
     """Runs in its own process, so the RSS read is the dispatcher's and nothing else's."""
     from google.cloud import pubsub_v1
 
-    import dispatcher.wiring  # noqa: F401 - a deployed replica has the Kubernetes client loaded
+    import dispatcher.service.wiring  # noqa: F401 - a deployed replica has the Kubernetes client loaded
 
     base = load_settings(environ={})
     settings = base.model_copy(

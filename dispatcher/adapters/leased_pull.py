@@ -19,8 +19,8 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
+from dispatcher.core.replay import DeadLetterRecord
 from dispatcher.errors import DispatchError, TransientError
-from dispatcher.replay import DeadLetterRecord
 
 LEASE_SECONDS = 60
 PULL_TIMEOUT_SECONDS = 5.0

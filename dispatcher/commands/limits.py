@@ -23,13 +23,13 @@ from dispatcher.adapters.configmap import (
 )
 from dispatcher.adapters.kubeclient import api_client
 from dispatcher.adapters.workflow_list import managed_workflows
-from dispatcher.census import Census, take_census
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.output import console, print_json
 from dispatcher.config import ConfigError, Settings, load_settings, parse_settings
 from dispatcher.errors import DispatchError
-from dispatcher.limit_edits import LimitChange, LimitEdit, LimitEditError, edit_limits
 from dispatcher.logging import get_logger
+from dispatcher.operator.census import Census, take_census
+from dispatcher.operator.limit_edits import LimitChange, LimitEdit, LimitEditError, edit_limits
 
 log = get_logger()
 

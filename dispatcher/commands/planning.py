@@ -15,8 +15,8 @@ from rich.table import Table
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.output import console as make_console
 from dispatcher.core.order import order_json_schema
-from dispatcher.examples import example_orders
-from dispatcher.plan import Plan, plan_orders
+from dispatcher.operator.examples import example_orders
+from dispatcher.operator.plan import Plan, plan_orders
 
 
 @click.command("plan")

@@ -11,30 +11,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.api_core import exceptions as gexc
-from google.auth.exceptions import GoogleAuthError
-from google.cloud import pubsub_v1
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from dispatcher.adapters.leased_pull import LeasedPull
+from dispatcher.adapters.pubsub_errors import explain, topic_of
 from dispatcher.commands.output import console
 from dispatcher.config import Settings
-from dispatcher.errors import DispatchError
-from dispatcher.replay import DeadLetterRecord, Selection
+from dispatcher.core.replay import DeadLetterRecord, Selection
+
+__all__ = ["explain"]  # re-exported for the commands
 
 INSPECT_SUFFIX = "-inspect"
 PULL_BATCH = 500
-
-
-def explain(exc: Exception) -> str:
-    """The error as an operator should read it (credentials get a hint)."""
-    if isinstance(exc, GoogleAuthError):
-        return (
-            f"no usable Google credentials ({exc.__class__.__name__}); run "
-            "'gcloud auth application-default login', use Workload Identity, or set "
-            "PUBSUB_EMULATOR_HOST for an emulator"
-        )
-    return str(exc)
 
 
 def dead_letter_subscription(name: str | None, *, settings: Settings, project: str | None) -> str:
@@ -48,21 +36,14 @@ def dead_letter_subscription(name: str | None, *, settings: Settings, project: s
     return topic.replace("/topics/", "/subscriptions/", 1) + INSPECT_SUFFIX
 
 
-def orders_topic(
-    subscriber: pubsub_v1.SubscriberClient, *, settings: Settings, project: str | None
-) -> str:
+def orders_topic(subscriber: Any, *, settings: Settings, project: str | None) -> str:
     """The topic the dispatcher's own subscription reads from, asked of Pub/Sub."""
     path = qualify(
         settings.pubsub.subscription,
         kind="subscriptions",
         project=project or settings.pubsub.project,
     )
-    try:
-        return str(subscriber.get_subscription(subscription=path).topic)
-    except gexc.GoogleAPICallError as exc:
-        raise DispatchError(
-            f"cannot look up the orders topic of {path} ({exc.message}); pass --to-topic"
-        ) from exc
+    return topic_of(subscriber, path)
 
 
 def qualify(name: str, *, kind: str, project: str) -> str:

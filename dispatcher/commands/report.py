@@ -3,7 +3,7 @@
 It runs in the WorkflowTemplate's ``onExit`` step with only ``{{workflow.name}}``,
 ``{{workflow.namespace}}`` and ``{{workflow.status}}`` on its command line (nothing that grows
 with the batch), reads the Workflow object from the API server and publishes one result message
-per order. The mapping from the status tree to orders lives in :mod:`dispatcher.outcomes`.
+per order. The mapping from the status tree to orders lives in :mod:`dispatcher.operator.outcomes`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any
 
 import click
 import yaml
-from google.auth.exceptions import GoogleAuthError
 
 from dispatcher.adapters.pubsub_clients import publisher_client
+from dispatcher.adapters.pubsub_errors import CREDENTIAL_ERRORS
 from dispatcher.adapters.workflow_list import get_workflow
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.pubsub_access import explain, qualify
 from dispatcher.errors import DispatchError
 from dispatcher.logging import get_logger
-from dispatcher.outcomes import Outcome, ReportInputError, outcomes
+from dispatcher.operator.outcomes import Outcome, ReportInputError, outcomes
 
 RESULTS_TOPIC_ENV = "DISPATCHER_RESULTS_TOPIC"
 PUBLISH_TIMEOUT_SECONDS = 60.0
@@ -127,7 +127,7 @@ def _fetch(name: str, namespace: str | None, kubeconfig: str | None) -> dict[str
 def _publish(topic: str, results: list[Outcome], *, workflow: str) -> None:
     try:
         publisher = publisher_client()
-    except GoogleAuthError as exc:
+    except CREDENTIAL_ERRORS as exc:
         raise click.ClickException(explain(exc)) from exc
     try:
         futures = [

@@ -77,7 +77,7 @@ def run_command(
     from dispatcher.adapters.pubsub_clients import publisher_client, subscriber_client
     from dispatcher.adapters.sinks import DirectorySink, WorkflowSink
     from dispatcher.core.ports import ClusterState, Members, OrderLedger
-    from dispatcher.service import Service
+    from dispatcher.service.assembly import Service
 
     settings = settings_or_exit(config_path)
     me = identity or socket.gethostname()
@@ -109,7 +109,7 @@ def run_command(
         sink, cluster, replica = DirectorySink(sink_dir), LocalClusterState(), ""
         members, ledger = StaticMembers(), MemoryLedger()
     else:
-        from dispatcher.wiring import connect_cluster
+        from dispatcher.service.wiring import connect_cluster
 
         backend = connect_cluster(settings, kubeconfig=kubeconfig, identity=me)
         sink, cluster, replica = backend.sink, backend.view, me

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Generic, TypeVar
 
 from dispatcher.core.admission import Admission, HoldReason
@@ -20,6 +20,14 @@ from dispatcher.core.batching import Batch, Batcher
 from dispatcher.core.classify import Ticket
 from dispatcher.core.clock import Clock
 from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Repark
+from dispatcher.core.flights import (
+    AGE_CHECK_SECONDS,
+    PUBLISH_ATTEMPTS,
+    EngineConfig,
+    _Deferred,
+    _InFlight,
+    backoff,
+)
 from dispatcher.core.intake import Intake, Refused
 from dispatcher.core.limits import Limits, LimitsChanged, limits_of
 from dispatcher.core.order import Reason
@@ -29,33 +37,6 @@ from dispatcher.core.render import render_workflow, workflow_name
 from dispatcher.core.settings import Settings
 
 R = TypeVar("R")
-
-AGE_CHECK_SECONDS = 5.0
-RETRY_MIN_SECONDS = 0.5
-RETRY_MAX_SECONDS = 30.0
-PUBLISH_ATTEMPTS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """What the engine needs besides the configuration's shape: who it is and its bounds."""
-
-    identity: str = ""
-    max_in_flight: int = 8  # creates outstanding at once (the executor's workers)
-
-
-@dataclass(slots=True)
-class _InFlight(Generic[R]):
-    batch: Batch[R]
-    create: Create
-    attempts: int = 1
-    retry_at: float | None = None  # set while waiting to try the same create again
-
-
-@dataclass(slots=True)
-class _Deferred(Generic[R]):
-    due: float
-    decision: DeadLetter[R] | Repark[R] = field(compare=False)
 
 
 class Engine(Generic[R]):
@@ -273,8 +254,7 @@ class Engine(Generic[R]):
             return []
         if event.failure is Failure.UNKNOWN:
             # The Workflow may exist: ask again under the same name until the API answers.
-            wait = min(RETRY_MAX_SECONDS, RETRY_MIN_SECONDS * 2 ** min(flight.attempts, 8))
-            flight.retry_at = self._clock() + max(wait, event.retry_after or 0.0)
+            flight.retry_at = self._clock() + max(backoff(flight.attempts), event.retry_after or 0)
             return []
         del self._in_flight[event.name]
         reason = event.reason if event.failure is Failure.PERMANENT else Reason.INTERNAL_ERROR
@@ -287,21 +267,8 @@ class Engine(Generic[R]):
         decision = event.decision
         if event.too_large or decision.attempt >= PUBLISH_ATTEMPTS:
             return []  # left to Pub/Sub: redelivered after its lease, or dead-lettered by it
-        wait = min(RETRY_MAX_SECONDS, RETRY_MIN_SECONDS * 2**decision.attempt)
-        if isinstance(decision, DeadLetter):
-            again: DeadLetter[R] | Repark[R] = DeadLetter(
-                decision.receipts,
-                decision.reason,
-                decision.detail,
-                decision.stage,
-                decision.order_id,
-                decision.attempt + 1,
-            )
-        else:
-            again = Repark(
-                decision.receipts, decision.size_class, decision.order_id, decision.attempt + 1
-            )
-        self._deferred.append(_Deferred(self._clock() + wait, again))
+        again = replace(decision, attempt=decision.attempt + 1)
+        self._deferred.append(_Deferred(self._clock() + backoff(decision.attempt), again))
         return []
 
     def _due_retries(self, now: float) -> list[Decision[R]]:
@@ -319,9 +286,8 @@ class Engine(Generic[R]):
             flight.attempts += 1
             decisions.append(flight.create)
         if self._deferred:
-            due = [d for d in self._deferred if d.due <= now]
+            decisions.extend(d.decision for d in self._deferred if d.due <= now)
             self._deferred = [d for d in self._deferred if d.due > now]
-            decisions.extend(d.decision for d in due)
         return decisions
 
     # -- holding too long --------------------------------------------------------------

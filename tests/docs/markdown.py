@@ -96,7 +96,16 @@ def _checkable(mention: str) -> bool:
 
 @functools.cache
 def _folder_names() -> set[str]:
-    skip = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache"}
+    skip = {
+        ".git",
+        ".venv",
+        "node_modules",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".hypothesis",
+        ".pytest_cache",
+    }
     names: set[str] = set()
     for _, dirs, _ in os.walk(REPO):
         dirs[:] = [d for d in dirs if d not in skip]

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from dispatcher.config import Settings, load_settings
-from dispatcher.service import Service
-from dispatcher.wiring import connect_cluster
+from dispatcher.service.assembly import Service
+from dispatcher.service.wiring import connect_cluster
 from tests.faults.kube_proxy import Faults, KubeFaultProxy
 from tests.integration.cluster_support import (
     TEMPLATE,

@@ -17,7 +17,7 @@ import pytest
 from dispatcher.adapters.cluster_memory import LocalClusterState
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import load_settings
-from dispatcher.service import Service
+from dispatcher.service.assembly import Service
 from tests.pubsub.plugin import drain
 
 pytestmark = pytest.mark.pubsub

@@ -19,9 +19,9 @@ from kubernetes import client as k8s
 
 from dispatcher.adapters.configmap import read_config, write_config
 from dispatcher.adapters.kubeclient import ApiRefused
-from dispatcher.core.render import is_live, selector
 from dispatcher.cli import cli
 from dispatcher.config import default_config_text, parse_settings
+from dispatcher.core.render import is_live, selector
 
 pytestmark = pytest.mark.cluster
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.metrics import Metrics
+from dispatcher.service.metrics import Metrics
 from tests.manifests import tools
 from tests.manifests.test_invariants import _read_subscriptions, _render, _short, settings
 

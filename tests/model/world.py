@@ -18,11 +18,12 @@ from dispatcher.adapters.kube_memory import MemoryWorkflowApi, MemoryWorkflowVie
 from dispatcher.adapters.ledger_memory import MemoryLedger, MemoryLedgerStore
 from dispatcher.config import Settings, load_settings
 from dispatcher.core.clock import FakeClock
-from dispatcher.core.engine import Engine, EngineConfig
+from dispatcher.core.engine import Engine
+from dispatcher.core.flights import EngineConfig
 from dispatcher.core.limits import LimitsChanged, limits_of
-from dispatcher.executor import Executor
-from dispatcher.metrics import Metrics
-from dispatcher.runner import guarded, handle
+from dispatcher.service.executor import Executor
+from dispatcher.service.loop import guarded, handle
+from dispatcher.service.metrics import Metrics
 
 DLQ = "projects/p/topics/orders-dead-letter"
 INTAKE = "projects/p/topics/orders"

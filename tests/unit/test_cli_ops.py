@@ -16,15 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.adapters.pubsub import dead_letter_attributes
-from dispatcher.census import take_census
 from dispatcher.cli import cli
 from dispatcher.commands.output import ago, clip
 from dispatcher.commands.pubsub_access import dead_letter_subscription, qualify
 from dispatcher.config import ConfigError, default_config_text, load_settings
 from dispatcher.core.decisions import DeadLetter
 from dispatcher.core.order import Reason
-from dispatcher.limit_edits import LimitChange, LimitEditError, edit_limits
-from dispatcher.replay import (
+from dispatcher.core.replay import (
     MAX_DELIVERY_ATTEMPTS,
     REPLAYED_FROM,
     UNKNOWN,
@@ -34,6 +32,8 @@ from dispatcher.replay import (
     replay_attributes,
     replay_fails_again,
 )
+from dispatcher.operator.census import take_census
+from dispatcher.operator.limit_edits import LimitChange, LimitEditError, edit_limits
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -7,7 +7,8 @@ import json
 from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
 from dispatcher.core.clock import FakeClock
 from dispatcher.core.decisions import Ack, Create, DeadLetter, Repark
-from dispatcher.core.engine import Engine, EngineConfig
+from dispatcher.core.engine import Engine
+from dispatcher.core.flights import EngineConfig
 from dispatcher.core.limits import LimitsChanged, limits_of
 from dispatcher.core.order import Reason
 from dispatcher.core.outcomes import Created, CreateFailed, Failure, PublishFailed

@@ -15,7 +15,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from dispatcher.cli import cli
-from dispatcher.replay import REASON_CODES
+from dispatcher.core.replay import REASON_CODES
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ORDERS = FIXTURES / "hostile-orders.jsonl"

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.cli import cli
-from dispatcher.outcomes import FAILED, SUCCEEDED, ReportInputError, outcomes
+from dispatcher.operator.outcomes import FAILED, SUCCEEDED, ReportInputError, outcomes
 from tests.argo_status import argo_workflow, item
 
 

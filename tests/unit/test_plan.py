@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from dispatcher.cli import cli
-from dispatcher.examples import example_orders
+from dispatcher.operator.examples import example_orders
 from tests.unit.golden import check_golden
 
 SWARM = [

@@ -12,9 +12,9 @@ from dispatcher.adapters.ledger_memory import MemoryLedger
 from dispatcher.core.clock import FakeClock
 from dispatcher.core.engine import Engine
 from dispatcher.core.order import Reason
-from dispatcher.executor import Executor
-from dispatcher.metrics import Metrics
-from dispatcher.runner import guarded, handle
+from dispatcher.service.executor import Executor
+from dispatcher.service.loop import guarded, handle
+from dispatcher.service.metrics import Metrics
 from tests.unit.helpers import settings
 
 BIG = 10**12

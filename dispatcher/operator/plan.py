@@ -14,8 +14,9 @@ from typing import Any
 
 from dispatcher.config import Settings
 from dispatcher.core.batching import Batch, Batcher
-from dispatcher.core.classify import Classifier, Ticket
-from dispatcher.core.order import Rejection, parse_order
+from dispatcher.core.classify import Ticket
+from dispatcher.core.intake import Intake, Refused
+from dispatcher.core.order import Rejection
 from dispatcher.core.render import render_workflow, workflow_name
 
 
@@ -98,7 +99,7 @@ class Plan:
 
 def plan_orders(lines: Iterable[bytes], settings: Settings) -> Plan:
     """Plan every non-blank line of ``lines`` (1-based line numbers in the result)."""
-    classifier = Classifier(settings)
+    intake = Intake(settings)
     batcher: Batcher[int] = Batcher(settings)
     plan = Plan(
         classes={
@@ -106,26 +107,21 @@ def plan_orders(lines: Iterable[bytes], settings: Settings) -> Plan:
         }
     )
     seen: dict[str, Ticket[int]] = {}
-    max_bytes = settings.orders.max_order_bytes
     for number, raw in enumerate(lines, start=1):
         plan.lines_read = number
         data = raw.strip()
         if not data:
             continue
-        parsed = parse_order(data, {}, max_bytes=max_bytes)
-        if isinstance(parsed, Rejection):
-            plan.rejected.append(_rejected(number, parsed))
+        ticket = intake(data, {}, receipt=number, now=0.0)  # the service's own intake
+        if isinstance(ticket, Refused):
+            plan.rejected.append(_rejected(number, ticket.rejection))
             continue
-        known = seen.get(parsed.order_id)
+        known = seen.get(ticket.order_id)
         if known is not None:
             known.receipts.append(number)
             plan.duplicates += 1
             continue
-        ticket = classifier.ticket(parsed, now=0.0, receipt=number)
-        if isinstance(ticket, Rejection):
-            plan.rejected.append(_rejected(number, ticket))
-            continue
-        seen[parsed.order_id] = ticket
+        seen[ticket.order_id] = ticket
         _record(plan, batcher.add(ticket, 0.0), settings)
     _record(plan, batcher.flush(), settings)
     return plan

@@ -22,9 +22,9 @@ from dispatcher.core.engine import Engine
 from dispatcher.core.limits import LimitsChanged
 from dispatcher.core.order import Reason
 from dispatcher.core.outcomes import Created, CreateFailed, PublishFailed
-from dispatcher.executor import Executor, Published
 from dispatcher.logging import get_logger
-from dispatcher.metrics import Metrics
+from dispatcher.service.executor import Executor, Published
+from dispatcher.service.metrics import Metrics
 
 log = get_logger()
 

@@ -26,7 +26,7 @@ from dispatcher.core.intake import Intake, Refused
 from dispatcher.core.order import Reason
 from dispatcher.core.settings import Settings
 from dispatcher.logging import get_logger
-from dispatcher.metrics import Metrics
+from dispatcher.service.metrics import Metrics
 
 log = get_logger()
 

@@ -22,14 +22,15 @@ from dispatcher.adapters.pubsub import Delivery, subscribe
 from dispatcher.adapters.sinks import WorkflowSink
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.core.clock import Clock, monotonic
-from dispatcher.core.engine import Engine, EngineConfig
+from dispatcher.core.engine import Engine
+from dispatcher.core.flights import EngineConfig
 from dispatcher.core.limits import LIVE_FIELDS, LimitsChanged, compare, limits_of
 from dispatcher.core.ports import ClusterState, Members, OrderLedger
-from dispatcher.executor import Executor
 from dispatcher.logging import get_logger
-from dispatcher.metrics import Metrics
-from dispatcher.router import Router
-from dispatcher.runner import Runner
+from dispatcher.service.executor import Executor
+from dispatcher.service.loop import Runner
+from dispatcher.service.metrics import Metrics
+from dispatcher.service.router import Router
 
 log = get_logger()
 

@@ -28,7 +28,7 @@ from dispatcher.core.outcomes import Created, CreateFailed, Failure, Outcome, Pu
 from dispatcher.core.ports import OrderLedger
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.logging import get_logger
-from dispatcher.metrics import Metrics
+from dispatcher.service.metrics import Metrics
 
 log = get_logger()
 

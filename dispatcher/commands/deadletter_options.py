@@ -1,0 +1,42 @@
+"""Options and environment variables shared by ``dead-letter inspect`` and ``replay``."""
+
+from __future__ import annotations
+
+import click
+
+from dispatcher.commands.pubsub_access import INSPECT_SUFFIX
+from dispatcher.core.replay import REASON_CODES
+
+SUBSCRIPTION_ENV = "DISPATCHER_DEAD_LETTER_SUBSCRIPTION"
+ORDERS_TOPIC_ENV = "DISPATCHER_ORDERS_TOPIC"
+PUBLISH_TIMEOUT_SECONDS = 60.0
+
+subscription_option = click.option(
+    "--subscription",
+    default=None,
+    envvar=SUBSCRIPTION_ENV,
+    help=(
+        f"Subscription on the dead-letter topic (name or full path; ${SUBSCRIPTION_ENV}; "
+        f"default: <pubsub.dead_letter_topic>{INSPECT_SUFFIX}, as deployed)."
+    ),
+)
+project_option = click.option(
+    "--project",
+    default=None,
+    help="Google Cloud project for short names (default: pubsub.project of the configuration).",
+)
+reason_option = click.option(
+    "--reason",
+    "reasons",
+    multiple=True,
+    type=click.Choice(REASON_CODES),
+    metavar="CODE",
+    help="Only dead letters with this dlq_reason, e.g. template_missing (repeatable).",
+)
+max_scan_option = click.option(
+    "--max-scan",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Look at no more than this many dead letters.",
+)

@@ -1,0 +1,1 @@
+"""The running service: the loop and its executor, the router, metrics, and their assembly."""
