@@ -16,14 +16,18 @@ class DispatchError(Exception):
 class TransientError(DispatchError):
     """Worth retrying: throttling, server errors, timeouts, dropped connections."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status  # the HTTP status, when an API answered
 
 
 class PermanentError(DispatchError):
     """Retrying cannot help; the orders involved are dead-lettered with ``reason``."""
 
-    def __init__(self, message: str, *, reason: Reason) -> None:
+    def __init__(self, message: str, *, reason: Reason, status: int | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.status = status  # the HTTP status, when an API answered

@@ -19,37 +19,21 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from dispatcher.adapters.kubeclient import server_message
+from dispatcher.adapters.kubeclient import translate as translate_api_error
 from dispatcher.adapters.sinks import CreateResult
 from dispatcher.core.order import Reason
 from dispatcher.errors import PermanentError, TransientError
 
 GROUP = "argoproj.io"
 VERSION = "v1alpha1"
-TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 REQUEST_TIMEOUT = (5.0, 20.0)  # connect, read
 TEMPLATE_CACHE_SECONDS = 30.0
-
-
-def status_message(exc: ApiException) -> str:
-    return f"HTTP {exc.status}: {server_message(exc)}"
-
-
-def retry_after(exc: ApiException) -> float | None:
-    headers = exc.headers or {}
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def translate(exc: BaseException) -> BaseException:
     """Map an SDK exception onto the error tree (the caller re-raises ``from exc``)."""
     if isinstance(exc, ApiException):
-        if exc.status in TRANSIENT_STATUS or exc.status == 0 or exc.status is None:
-            return TransientError(status_message(exc), retry_after=retry_after(exc))
-        return PermanentError(status_message(exc), reason=Reason.REJECTED_BY_API)
+        return translate_api_error(exc)
     if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError | OSError):
         return TransientError(f"{type(exc).__name__}: {exc}")
     return exc
@@ -67,11 +51,6 @@ def translated_errors() -> Iterator[None]:
         if mapped is exc:
             raise
         raise mapped from exc
-
-
-def _status(error: BaseException) -> int | None:
-    cause = error.__cause__
-    return cause.status if isinstance(cause, ApiException) else None
 
 
 class _WaitWithRetryAfter(tenacity.wait.wait_base):
@@ -142,7 +121,7 @@ class KubeWorkflowSink:
                     _request_timeout=REQUEST_TIMEOUT,
                 )
         except PermanentError as exc:
-            if _status(exc) == 409:
+            if exc.status == 409:
                 return CreateResult.EXISTS
             raise
         return CreateResult.CREATED
@@ -162,7 +141,7 @@ class KubeWorkflowSink:
                     _request_timeout=REQUEST_TIMEOUT,
                 )
         except PermanentError as exc:
-            if _status(exc) == 404:
+            if exc.status == 404:
                 raise PermanentError(
                     f"WorkflowTemplate {self._namespace}/{name} does not exist",
                     reason=Reason.TEMPLATE_MISSING,

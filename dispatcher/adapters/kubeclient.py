@@ -16,17 +16,20 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from dispatcher.errors import DispatchError, TransientError
+from dispatcher.core.order import Reason
+from dispatcher.errors import DispatchError, PermanentError, TransientError
 
 IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
 
 
-class ApiRefused(DispatchError):
-    """The API server refused the request (404, 403, 409, 422 ...); retrying will not help."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+#: Statuses worth retrying; every other answer is definite (docs/architecture.md "Errors").
+TRANSIENT_STATUS = frozenset({0, 408, 425, 429, 500, 502, 503, 504})
+HINTS = {
+    401: "not authenticated (check the kubeconfig's credentials)",
+    403: "forbidden (the account lacks RBAC permission)",
+    404: "not found",
+    409: "changed by someone else in the meantime; run the command again",
+}
 
 
 def api_client(
@@ -59,19 +62,27 @@ def api_client(
     return client.ApiClient(configuration)
 
 
-def translate(exc: ApiException, *, what: str) -> DispatchError:
-    """An API error as DispatchError, with the ``Status`` message the server sent."""
+def translate(exc: ApiException, *, what: str | None = None) -> DispatchError:
+    """The one map from an API answer to the error tree, keeping status, ``Retry-After`` and
+    the server's own message (``what`` prefixes it, with a hint, for operator commands)."""
     status = int(exc.status or 0)
     detail = server_message(exc)
-    if status in (429, 0) or status >= 500:
-        return TransientError(f"{what}: the API server answered {status}: {detail}")
-    hints = {
-        401: "not authenticated (check the kubeconfig's credentials)",
-        403: "forbidden (the account lacks RBAC permission)",
-        404: "not found",
-        409: "changed by someone else in the meantime; run the command again",
-    }
-    return ApiRefused(f"{what}: {hints.get(status, str(status))}: {detail}", status=status)
+    if what is None:
+        message = f"HTTP {status}: {detail}"
+    else:
+        message = f"{what}: {HINTS.get(status, f'the API server answered {status}')}: {detail}"
+    if status in TRANSIENT_STATUS:
+        return TransientError(message, retry_after=retry_after(exc), status=status)
+    return PermanentError(message, reason=Reason.REJECTED_BY_API, status=status)
+
+
+def retry_after(exc: ApiException) -> float | None:
+    headers = exc.headers or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def server_message(exc: ApiException) -> str:

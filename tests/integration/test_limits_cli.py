@@ -18,10 +18,10 @@ from click.testing import CliRunner, Result
 from kubernetes import client as k8s
 
 from dispatcher.adapters.configmap import read_config, write_config
-from dispatcher.adapters.kubeclient import ApiRefused
 from dispatcher.cli import cli
 from dispatcher.config import default_config_text, parse_settings
 from dispatcher.core.render import is_live, selector
+from dispatcher.errors import PermanentError
 
 pytestmark = pytest.mark.cluster
 
@@ -145,7 +145,7 @@ def test_a_concurrent_edit_is_not_overwritten(space: Any) -> None:
     k8s.CoreV1Api(api).patch_namespaced_config_map(
         CONFIGMAP, namespace, {"data": {"config.yaml": stale.text + "\n# someone else\n"}}
     )
-    with pytest.raises(ApiRefused) as refused:
+    with pytest.raises(PermanentError) as refused:
         write_config(api, stale, stale.text.replace("burst: 20", "burst: 21"), dry_run=False)
     assert refused.value.status == 409
     assert config_text(api, namespace).endswith("# someone else\n")

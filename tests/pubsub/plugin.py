@@ -212,6 +212,31 @@ def run_docker() -> Iterator[str]:
         yield host
 
 
+LARGE_MESSAGES = "large_messages"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{LARGE_MESSAGES}: needs messages up to Pub/Sub's 10 MB; not run against pstest, whose "
+        "gRPC server keeps the 4 MiB receive limit (pstest takes no server options)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Large-message tests run on the servers that can take them; pstest's case is not
+    collected at all (a capability of the server, not a skip)."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("pubsub_emulator") if callspec is not None else None
+        needs_large = item.get_closest_marker(LARGE_MESSAGES) is not None
+        (dropped if needs_large and kind == "pstest" else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session", params=emulator_kinds())
 def pubsub_emulator(request: pytest.FixtureRequest) -> Iterator[PubSubEmulator]:
     """A running Pub/Sub server; PUBSUB_EMULATOR_HOST points at it while the fixture lives."""

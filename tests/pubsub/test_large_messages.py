@@ -30,24 +30,13 @@ from dispatcher.core.order import Reason
 from tests.pubsub.plugin import (
     MakeTopicSubscription,
     PubSubClients,
-    PubSubEmulator,
     TopicSubscription,
 )
 
-pytestmark = pytest.mark.pubsub
+pytestmark = [pytest.mark.pubsub, pytest.mark.large_messages]
 
 NEAR_LIMIT = 9_999_800
 DEADLINE_S = 60.0
-
-
-@pytest.fixture(autouse=True)
-def _server_accepts_large_requests(pubsub_emulator: PubSubEmulator) -> None:
-    if pubsub_emulator.kind == "pstest":
-        pytest.skip(
-            "pstest's gRPC server keeps the 4 MiB receive limit (pstest.NewServerWithAddress "
-            "takes no server options): a publish over 4 MiB gets RESOURCE_EXHAUSTED, which "
-            "the client retries until the test times out"
-        )
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:

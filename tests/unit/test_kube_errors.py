@@ -6,7 +6,8 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from dispatcher.adapters.kube import create_retry_policy, status_message, translate
+from dispatcher.adapters.kube import create_retry_policy, translate
+from dispatcher.adapters.kubeclient import translate as translate_for_command
 from dispatcher.core.order import Reason
 from dispatcher.errors import PermanentError, TransientError
 
@@ -40,7 +41,17 @@ def test_connection_problems_are_transient() -> None:
 def test_retry_after_is_read() -> None:
     mapped = translate(api_error(429, retry_after="7"))
     assert isinstance(mapped, TransientError) and mapped.retry_after == 7.0
-    assert status_message(api_error(500, "etcd timeout")) == "HTTP 500: etcd timeout"
+    assert str(translate(api_error(500, "etcd timeout"))) == "HTTP 500: etcd timeout"
+
+
+@pytest.mark.parametrize("status", [0, 408, 425, 429, 500, 502, 503, 504, 400, 403, 409, 501, 507])
+def test_one_map_for_the_service_and_the_commands(status: int) -> None:
+    """Defect: two translators disagreed (a third class, ApiRefused, and 5xx all transient)."""
+    service = translate(api_error(status))
+    command = translate_for_command(api_error(status), what="reading x")
+    assert type(service) is type(command)
+    assert getattr(service, "status", None) == getattr(command, "status", None) == status
+    assert isinstance(service, TransientError) == (status in {0, 408, 425, 429, 500, 502, 503, 504})
 
 
 def test_policy_retries_transient_then_succeeds_honouring_retry_after() -> None:
