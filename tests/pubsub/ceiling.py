@@ -55,16 +55,18 @@ def measure_pull_ack_ceiling(
     """
     from google.cloud import pubsub_v1
 
+    from dispatcher.adapters.pubsub_clients import publisher_client, subscriber_client
+
     if n_messages <= 0:
         raise ValueError("n_messages must be positive")
     deadline_s = timeout_s if timeout_s is not None else max(120.0, n_messages / 50)
     with _emulator_env(host):
-        publisher = pubsub_v1.PublisherClient(
+        publisher = publisher_client(
             batch_settings=pubsub_v1.types.BatchSettings(
                 max_messages=1000, max_bytes=4 << 20, max_latency=0.01
             )
         )
-        subscriber = pubsub_v1.SubscriberClient()
+        subscriber = subscriber_client()
     suffix = uuid.uuid4().hex[:12]
     topic = publisher.topic_path(PROJECT, f"ceiling-{suffix}")
     subscription = subscriber.subscription_path(PROJECT, f"ceiling-{suffix}")
