@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 from bench.harness import PROJECT, Bench
 from bench.measure import rss_bytes, wait_for
@@ -54,7 +55,7 @@ def phase_hold(bench: Bench, orders: int) -> HoldResult:
     return HoldResult(**found)
 
 
-def hold_child(orders: int, subscription: str, dead_letter_topic: str) -> int:
+def hold_child(orders: int, subscription: str, dead_letter_topic: str) -> NoReturn:
     """Runs in its own process, so the RSS read is the dispatcher's and nothing else's."""
     import dispatcher.service.wiring  # noqa: F401 - a replica has the Kubernetes client loaded
 
@@ -87,26 +88,22 @@ def hold_child(orders: int, subscription: str, dead_letter_topic: str) -> int:
     baseline, _ = rss_bytes()
     start = time.perf_counter()
     service.start()
-    try:
-        # The held-orders gauge is set on the loop's gauge timer (every 0.5 s).
-        wait_for(lambda: metrics.held() >= orders, timeout_s=120, what="held orders")
-        seconds = time.perf_counter() - start
-        time.sleep(1.0)  # let the client's lease bookkeeping settle
-        held = metrics.held()
-        rss, hwm = rss_bytes()
-        result = HoldResult(
-            held_orders=held,
-            seconds_to_hold=round(seconds, 2),
-            rss_bytes=rss,
-            hwm_bytes=hwm,
-            baseline_rss_bytes=baseline,
-            bytes_per_held_order=round((rss - baseline) / max(1, held), 1),
-        )
-        print(json.dumps(asdict(result)), flush=True)
-    finally:
-        # Draining re-parks what is held (onto the same topic, which the parent deletes);
-        # the figure is printed already, so a short grace is enough.
-        service.stop(grace=5)
-        publisher.stop()
-        subscriber.close()
-    return 0
+    # The held-orders gauge is set on the loop's gauge timer (every 0.5 s).
+    wait_for(lambda: metrics.held() >= orders, timeout_s=120, what="held orders")
+    seconds = time.perf_counter() - start
+    time.sleep(1.0)  # let the client's lease bookkeeping settle
+    held = metrics.held()
+    rss, hwm = rss_bytes()
+    result = HoldResult(
+        held_orders=held,
+        seconds_to_hold=round(seconds, 2),
+        rss_bytes=rss,
+        hwm_bytes=hwm,
+        baseline_rss_bytes=baseline,
+        bytes_per_held_order=round((rss - baseline) / max(1, held), 1),
+    )
+    print(json.dumps(asdict(result)), flush=True)
+    # No drain: it would re-park every held order (one publish each, onto the topic this
+    # stream still reads) and that is not what this phase measures. The parent deletes the
+    # subscription; the process ends here, its clients with it.
+    os._exit(0)

@@ -103,11 +103,14 @@ class Runner:
             for event in self._next_events(timeout):
                 if event is _CLOSE:
                     return
-                if not isinstance(event, _NOT_DELIVERIES) and event is not _STOP:
-                    received += 1
-                    attempt = getattr(event, "delivery_attempt", None)
-                    redelivered += attempt is not None and attempt > 1
-                decisions.extend(self._handle(event))
+                if event is _STOP or isinstance(event, _NOT_DELIVERIES):
+                    decisions.extend(self._handle(event))
+                    continue
+                # A delivery (nearly every event): straight to the engine, no type dispatch.
+                received += 1
+                attempt = getattr(event, "delivery_attempt", None)
+                redelivered += attempt is not None and attempt > 1
+                decisions.extend(receive(engine, event, self._metrics))
             if received:
                 self._metrics.received(received, redelivered)
             decisions.extend(guarded(self._metrics, "tick", engine.tick))
@@ -157,6 +160,11 @@ def handle(
     if isinstance(event, LimitsChanged):
         log.info("limits_applied")
         return guarded(metrics, "limits", engine.limits_changed, event)
+    return receive(engine, event, metrics)
+
+
+def receive(engine: Engine[Any], event: object, metrics: Metrics) -> list[Decision[Any]]:
+    """One delivery into the engine; a bug while taking it becomes its dead letter."""
     delivery: Any = event
     try:
         return engine.receive(delivery, delivery.data, delivery.attributes)

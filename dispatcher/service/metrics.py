@@ -89,6 +89,7 @@ class Metrics:
             "Messages too large even for a compact dead letter, left to Pub/Sub's policy.",
             registry=r,
         )
+        self._order_age_by_class: dict[str, Any] = {}  # per order: skip labels() look-ups
         self.ledger_failures = Counter(
             f"{PREFIX}_ledger_failures",
             "Dedupe-ledger writes that failed after their retries.",
@@ -113,7 +114,10 @@ class Metrics:
         published = getattr(receipt, "publish_time", None)
         if size_class is not None and published is not None and hasattr(published, "timestamp"):
             age = max(0.0, time.time() - published.timestamp())
-            self.order_age.labels(size_class).observe(age)
+            child = self._order_age_by_class.get(size_class)
+            if child is None:  # labels() takes a lock and builds a key: once per class
+                child = self._order_age_by_class[size_class] = self.order_age.labels(size_class)
+            child.observe(age)
 
     def observe_engine(self, engine: Any) -> None:
         for size_class, held in engine.held_orders().items():
