@@ -24,7 +24,8 @@ from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
 from dispatcher.adapters.ledger_memory import MemoryLedger
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.core.clock import monotonic
-from dispatcher.core.engine import Engine, EngineConfig
+from dispatcher.core.engine import Engine
+from dispatcher.core.flights import EngineConfig
 from dispatcher.service.executor import Executor
 from dispatcher.service.loop import Runner
 

@@ -18,7 +18,8 @@ from dispatcher.adapters.ledger_memory import MemoryLedger
 from dispatcher.adapters.pubsub_memory_publisher import MemoryPublisher
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.core.clock import monotonic
-from dispatcher.core.engine import Engine, EngineConfig
+from dispatcher.core.engine import Engine
+from dispatcher.core.flights import EngineConfig
 from dispatcher.service.executor import Executor
 from dispatcher.service.loop import MAX_EVENTS_PER_TURN, Runner
 from dispatcher.service.metrics import Metrics
