@@ -66,6 +66,10 @@ class Admission:
         self.limits = limits
         self._reshare()
 
+    def refund(self) -> None:
+        """An admitted batch turned out to be in a Workflow already: its token goes back."""
+        self._bucket.refund()
+
     def rate_wait(self) -> float:
         return self._bucket.wait_time()
 

@@ -105,9 +105,12 @@ class Engine(Generic[R]):
         if self._draining:
             return [Repark((receipt,), ticket.size_class, order_id)]
         self._tickets[order_id] = ticket
-        for batch in self._batcher.add(ticket, ticket.received_at):
+        closed = self._batcher.add(ticket, ticket.received_at)
+        if not closed:
+            return []  # nothing new to admit; tick() retries the batches that wait
+        for batch in closed:
             self._ready[batch.size_class].append(batch)
-        return self._admit() if any(self._ready.values()) else []
+        return self._admit()
 
     def limits_changed(self, event: LimitsChanged) -> list[Decision[R]]:
         """Take new live limits; nothing else of the configuration changes."""
@@ -190,9 +193,6 @@ class Engine(Generic[R]):
             queue = self._ready[name]
             self.last_hold[name] = None
             while queue:
-                batch = self._recheck(queue, decisions)
-                if batch is None:
-                    continue
                 if len(self._in_flight) >= self._config.max_in_flight:
                     self.last_hold[name] = HoldReason.IN_FLIGHT
                     return decisions
@@ -202,6 +202,11 @@ class Engine(Generic[R]):
                     if hold is HoldReason.CLASS_CAP:
                         break  # this class waits; others may still go
                     return decisions
+                # Only now, with the limits passed: the re-check costs a look-up per order.
+                batch = self._recheck(queue, decisions)
+                if batch is None:
+                    self.admission.refund()  # all of it was in a Workflow already
+                    continue
                 queue.popleft()
                 decisions.append(self._start(batch))
                 in_flight[name] += 1

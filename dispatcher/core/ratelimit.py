@@ -38,6 +38,10 @@ class TokenBucket:
             return True
         return False
 
+    def refund(self, tokens: int = 1) -> None:
+        """Give back tokens taken for work that turned out not to be needed (never past burst)."""
+        self._tokens = min(self._burst, self._tokens + tokens)
+
     def wait_time(self, tokens: int = 1) -> float:
         """Seconds until ``tokens`` are available (0 when they are now)."""
         self._refill()
