@@ -1,10 +1,10 @@
 """``dispatcher run`` assembled: Pub/Sub intake, the loop and its executor, reloads, shutdown.
 
 Shutdown runs against one deadline (``service.drain_seconds``, shorter than the pod's
-``terminationGracePeriodSeconds``). The engine drains while the streams are still open,
-because the client can deliver acks only while its stream lives: held orders are re-parked
-(a fresh copy published, then the delivery acked: no nack, no attempt spent), creates in
-flight finish, publishes settle. Then the streams are closed.
+``terminationGracePeriodSeconds``). The streams are closed first (nothing new arrives, and no
+re-parked copy comes back to this replica); then the engine drains: held orders are re-parked
+(a fresh copy published, then the deliveries acked with Acknowledge calls: no nack, no
+attempt spent), creates in flight finish, publishes settle.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 
 from dispatcher.adapters.cluster_memory import StaticMembers
 from dispatcher.adapters.ledger_memory import MemoryLedger
-from dispatcher.adapters.pubsub import Delivery, subscribe
+from dispatcher.adapters.pubsub import Delivery
+from dispatcher.adapters.pubsub_stream import UnaryAcks, open_stream
 from dispatcher.adapters.sinks import WorkflowSink
 from dispatcher.config import ConfigError, Settings, load_settings
 from dispatcher.core.clock import Clock, monotonic
@@ -52,6 +53,7 @@ class Service:
     _streams: list[Any] = field(default_factory=list)
     _reloader: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    _router: Router | None = None
 
     def start(self) -> None:
         ps = self.settings.pubsub
@@ -92,7 +94,7 @@ class Service:
         if ps.routing == "class_topics":
             for size_class in self.settings.classes:
                 self._streams.append(
-                    subscribe(
+                    open_stream(
                         self.subscriber,
                         ps,
                         self._runner.offer,
@@ -100,14 +102,21 @@ class Service:
                         max_messages=size_class.effective_hold_budget(),
                     )
                 )
-            router = Router(
-                self.settings,
-                publisher=self.publisher,
-                metrics=self.metrics,
+            self._router = Router(self.settings, publisher=self.publisher, metrics=self.metrics)
+            self._streams.append(
+                open_stream(
+                    self.subscriber,
+                    ps,
+                    self._router.on_message,
+                    subscription=ps.subscription_path(),
+                )
             )
-            self._streams.append(subscribe(self.subscriber, ps, router.on_message))
         else:
-            self._streams.append(subscribe(self.subscriber, ps, self._runner.offer))
+            self._streams.append(
+                open_stream(
+                    self.subscriber, ps, self._runner.offer, subscription=ps.subscription_path()
+                )
+            )
         if self.config_path is not None:
             self._reloader = threading.Thread(target=self._watch_config, daemon=True)
             self._reloader.start()
@@ -132,21 +141,30 @@ class Service:
         return True, "ok"
 
     def stop(self, grace: float | None = None) -> bool:
-        """Drain within one deadline; True when everything in flight was settled in time."""
+        """Drain within one deadline; True when everything held was settled in time.
+
+        The streams are closed first, so nothing new arrives and no re-parked copy comes
+        back to this replica; from then on deliveries are acked with Acknowledge calls
+        (the client's own acks need the stream). Then the engine drains.
+        """
         self._stop.set()
         deadline = time.monotonic() + (
             self.settings.service.drain_seconds if grace is None else grace
         )
-        drained = self.runner.drain(deadline - time.monotonic())
-        for stream in self._streams:  # class streams first, the router's (if any) last
+        acks = UnaryAcks(self.subscriber)
+        self.runner.executor.unary_acks = acks
+        if self._router is not None:
+            self._router.unary_acks = acks
+        for stream in self._streams:
             stream.cancel()
         for stream in self._streams:
             try:
                 stream.result(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - shutting down either way
                 log.warning("stream_close_failed", error=str(exc))
+        drained = self.runner.drain(deadline - time.monotonic())
         self.runner.close(max(0.0, deadline - time.monotonic()))
-        log.info("dispatcher_stopped", drained=drained)
+        log.info("dispatcher_stopped", drained=drained, acknowledge_calls=acks.calls)
         return drained
 
     def _repark_topic(self) -> Callable[[str], str]:

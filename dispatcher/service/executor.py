@@ -59,19 +59,37 @@ class Executor(Generic[D]):
         self._metrics = metrics
         self._clock = clock
         self.pending_publishes = 0  # touched on the loop thread only (see _published)
+        #: How deliveries are acked: through their stream (None), or, once the streams are
+        #: being closed for shutdown, by an Acknowledge call (adapters/pubsub_stream.py).
+        self.unary_acks: Any = None
 
     def carry_out(self, decisions: list[Decision[D]]) -> None:
+        acks: list[D] = []
         for decision in decisions:
             try:
-                self._one(decision)
+                self._one(decision, acks)
             except Exception as exc:  # noqa: BLE001 - becomes an event, never ends the loop
                 self._unplanned(decision, exc)
+        if acks:
+            try:
+                self.settle(acks)
+            except Exception as exc:  # noqa: BLE001 - Pub/Sub redelivers; the watch dedupes
+                self._metrics.decision_errors.inc()
+                log.error("ack_failed", deliveries=len(acks), error=repr(exc))
 
-    def _one(self, decision: Decision[D]) -> None:
+    def settle(self, receipts: list[D]) -> None:
+        """Ack deliveries (any thread): one call for all of them once streams are closing."""
+        unary = self.unary_acks
+        if unary is not None:
+            unary.ack(receipts)
+            return
+        for receipt in receipts:
+            receipt.ack()
+
+    def _one(self, decision: Decision[D], acks: list[D]) -> None:
         match decision:
             case Ack():
-                for receipt in decision.receipts:
-                    receipt.ack()
+                acks.extend(decision.receipts)
                 if decision.workflow is not None:
                     self._metrics.order_settled(decision.size_class, decision.receipts[0])
             case Create():
@@ -177,8 +195,10 @@ class Executor(Generic[D]):
         def done(finished: Future[str]) -> None:
             error = finished.exception()
             if error is None:
-                for receipt in decision.receipts:
-                    receipt.ack()
+                try:
+                    self.settle(list(decision.receipts))
+                except Exception as exc:  # noqa: BLE001 - the copy is stored; dedupe holds
+                    log.error("ack_failed", message_id=decision.receipt.message_id, error=repr(exc))
             else:
                 log.error(
                     "publish_failed", message_id=decision.receipt.message_id, error=str(error)

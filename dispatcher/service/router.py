@@ -37,6 +37,8 @@ class Router:
         self._intake = Intake(settings)
         self._publisher = publisher
         self._metrics = metrics
+        #: Set at shutdown: ack with Acknowledge calls, the stream is being closed.
+        self.unary_acks: Any = None
 
     def on_message(self, delivery: Delivery) -> None:
         """The intake callback: every delivery ends published (then acked) or left to Pub/Sub."""
@@ -105,7 +107,11 @@ class Router:
 
         def settle(done: Future[str]) -> None:
             if done.exception() is None:
-                delivery.ack()
+                unary = self.unary_acks
+                if unary is None:
+                    delivery.ack()
+                else:
+                    unary.ack([delivery])
             else:  # Pub/Sub is refusing publishes: redelivery is the only way forward
                 log.error(
                     "publish_failed", message_id=delivery.message_id, error=str(done.exception())
