@@ -85,13 +85,24 @@ def test_run_with_sink_dir_then_sigterm(
         while "burst_dispatcher_orders_received_total 25.0" not in get(port, "/metrics")[1]:
             assert time.monotonic() < deadline, get(port, "/metrics")[1]
             time.sleep(0.1)
+        # a change beyond the live limits is refused whole, naming the fields (never
+        # half-applied): the environment and a batch shape change together with a cap
+        original = yaml.safe_load(config.read_text())
+        refused = yaml.safe_load(config.read_text())
+        refused["environment"] = "staging"
+        refused["classes"][0]["max_linger_seconds"] = 3
+        refused["classes"][0]["max_live_workflows"] = 9
+        config.write_text(yaml.safe_dump(refused))
+        refusal = proc.wait_for("limits_reload_refused", timeout=30)
+        assert refusal["fields"] == ["classes.small.max_linger_seconds", "environment"]
         # limits change live: rewrite the mounted file, the service logs what changed
-        changed = yaml.safe_load(config.read_text())
+        changed = original
         changed["classes"][0]["max_live_workflows"] = 7
-        changed["limits"] = {"workflows_per_second": 2.5}
+        changed["limits"] = {**changed.get("limits", {}), "workflows_per_second": 2.5}
         config.write_text(yaml.safe_dump(changed))
         reload = proc.wait_for("limits_reloaded", timeout=30)
-        assert reload["changes"]["classes.small.max_live_workflows"] == [100, 7]
+        # measured from the values in force, not from the refused file: nothing of it applied
+        assert reload["changes"]["classes[small].max_live_workflows"] == [100, 7]
         assert reload["changes"]["limits.workflows_per_second"] == [5.0, 2.5]
         assert proc.terminate() == 0
     finally:
