@@ -103,10 +103,7 @@ class Runner:
             for event in self._next_events(timeout):
                 if event is _CLOSE:
                     return
-                if (
-                    not isinstance(event, OUTCOMES | Published | LimitsChanged)
-                    and event is not _STOP
-                ):
+                if not isinstance(event, _NOT_DELIVERIES) and event is not _STOP:
                     received += 1
                     attempt = getattr(event, "delivery_attempt", None)
                     redelivered += attempt is not None and attempt > 1

@@ -91,7 +91,7 @@ def test_run_with_sink_dir_then_sigterm(
         changed["limits"] = {"workflows_per_second": 2.5}
         config.write_text(yaml.safe_dump(changed))
         reload = proc.wait_for("limits_reloaded", timeout=30)
-        assert reload["changes"]["classes.small.max_live_workflows"] == [100, 7]
+        assert reload["changes"]["classes[small].max_live_workflows"] == [100, 7]
         assert reload["changes"]["limits.workflows_per_second"] == [5.0, 2.5]
         assert proc.terminate() == 0
     finally:
