@@ -200,7 +200,7 @@ def test_two_replicas_share_limits_and_create_no_duplicate(
         second = start_service(settings, pubsub_clients, k8s_cluster.kubeconfig, "replica-b")
         try:
             deadline = time.monotonic() + 30
-            while first[1].membership.count() < 2 or second[1].membership.count() < 2:
+            while len(first[1].membership.members()) < 2 or len(second[1].membership.members()) < 2:
                 assert time.monotonic() < deadline, "replicas did not see each other"
                 time.sleep(0.1)
             publish(pubsub_clients, env["topic"], orders)
