@@ -34,7 +34,10 @@ from tests.cluster import argo_rbac, nodes, procs
 from tests.cluster.certs import Pki, make_pki
 from tests.cluster.paths import CLUSTER_DIR, REPO_ROOT, bin_dir, share_dir, state_dir
 
-NAMESPACE = "burst-dispatcher"
+# The tests' own namespace, not the overlay's (`burst-dispatcher`): tests that apply the shipped
+# overlay (the rehearsal, the deploy guide) bring its admission policy, which admits only the
+# shipped WorkflowTemplate there, while the loop tests run a light template of their own.
+NAMESPACE = "bd-tests"
 ARGO_NAMESPACE = "argo"
 ARGO_CONFIGMAP = "workflow-controller-configmap"
 STATE_FILE = "cluster.json"

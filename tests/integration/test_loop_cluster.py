@@ -227,7 +227,7 @@ def test_an_ambiguous_create_ends_in_one_workflow_and_acks_its_orders(
 ) -> None:
     space = make_space()
     cleanup.append(space.selector)
-    settings = settings_for(space.env(), k8s_cluster.namespace, pubsub_clients.project)
+    settings = settings_for(space.env(), "burst-dispatcher", pubsub_clients.project)
     ids = [f"amb-{space.environment}-{i}" for i in range(3)]
     # Six lost answers use up the sink's whole retry budget: the engine gets an ambiguous
     # outcome and must settle it under the same name (by the watch or a 409), not re-batch.
@@ -551,7 +551,7 @@ def test_a_rolling_restart_keeps_class_caps_counting_the_old_replicas_workflows(
     space = make_space()
     cleanup.append(space.selector)
     cap = 2
-    base = settings_for(space.env(), k8s_cluster.namespace, pubsub_clients.project)
+    base = settings_for(space.env(), "burst-dispatcher", pubsub_clients.project)
     settings = base.model_copy(
         update={
             "classes": [
