@@ -34,7 +34,7 @@ from dispatcher.core.render import (
     WORKFLOW_PARAMETERS,
     workflow_name,
 )
-from dispatcher.service import Service
+from dispatcher.service.assembly import Service
 from tests.faults.kube_proxy import Faults, KubeFaultProxy
 from tests.integration.cluster_support import (
     DONE,
