@@ -227,7 +227,7 @@ def test_an_ambiguous_create_ends_in_one_workflow_and_acks_its_orders(
 ) -> None:
     space = make_space()
     cleanup.append(space.selector)
-    settings = settings_for(space.env(), "burst-dispatcher", pubsub_clients.project)
+    settings = settings_for(space.env(), k8s_cluster.namespace, pubsub_clients.project)
     ids = [f"amb-{space.environment}-{i}" for i in range(3)]
     # Six lost answers use up the sink's whole retry budget: the engine gets an ambiguous
     # outcome and must settle it under the same name (by the watch or a 409), not re-batch.
@@ -262,13 +262,6 @@ def test_an_ambiguous_create_ends_in_one_workflow_and_acks_its_orders(
 
 # -- (2) drain during backpressure ------------------------------------------------------------
 @pytest.mark.pubsub
-@pytest.mark.xfail(
-    strict=False,
-    reason="open product defect: drain re-parks into the subscription it is still streaming "
-    "from; the copies come back to the draining replica, are re-parked again until the "
-    "stream closes, and the last ones are nacked by the client library on close (or their "
-    "ack is lost with the stream): delivery_attempt 2 and redeliveries after the deadline",
-)
 def test_drain_during_backpressure_spends_no_delivery_attempt(
     make_space: Callable[..., Space], pubsub_clients: Any
 ) -> None:
@@ -551,7 +544,7 @@ def test_a_rolling_restart_keeps_class_caps_counting_the_old_replicas_workflows(
     space = make_space()
     cleanup.append(space.selector)
     cap = 2
-    base = settings_for(space.env(), "burst-dispatcher", pubsub_clients.project)
+    base = settings_for(space.env(), k8s_cluster.namespace, pubsub_clients.project)
     settings = base.model_copy(
         update={
             "classes": [
