@@ -254,11 +254,19 @@ class World:
         return replica
 
     def renew(self, replica: Replica) -> None:
-        """A Lease renewal: the replica sees the current members; joiners wait for everyone."""
+        """A Lease renewal: the replica sees the current members; joiners wait for everyone.
+
+        The timing the service relies on (docs/architecture.md, "Several replicas"): a
+        create lands and the watches report it well within one renewal interval (10 s), so a
+        peer's renewal counts for a joiner only once the creates it admitted have landed.
+        """
         replica.members.current = sorted(r.identity for r in self.replicas)
+        if replica.engine.in_flight():
+            return
         for other in self.replicas:
             other.waiting_for.discard(replica.identity)
-            if not other.waiting_for:
+            if not other.waiting_for and not other.members.is_settled:
+                other.view.sync()
                 other.members.is_settled = True
 
     def remove(self, replica: Replica) -> None:
