@@ -175,7 +175,7 @@ class KubeLedger:
         if batch:
             try:
                 self._retry(self._objects.append, batch, bucket=self._bucket())
-            except DispatchError as exc:
+            except Exception as exc:  # noqa: BLE001 - a dropped connection too: never end the flusher
                 error = exc
                 log.warning("ledger_write_failed", digests=len(batch), error=str(exc))
             else:

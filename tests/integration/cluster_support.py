@@ -82,6 +82,7 @@ class History:
         self.bodies: dict[str, dict[str, Any]] = {}
         self.peak_live: Counter[str] = Counter()
         self.peak_total = 0
+        self.peak_objects = 0  # Workflows that exist, whatever their phase (the object cap)
         self.events = 0
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -151,6 +152,8 @@ class History:
         for size_class, count in live.items():
             self.peak_live[size_class] = max(self.peak_live[size_class], count)
         self.peak_total = max(self.peak_total, sum(live.values()))
+        existing = sum(1 for phase in self.phases.values() if phase != "Deleted")
+        self.peak_objects = max(self.peak_objects, existing)
 
     def order_ids(self) -> Counter[str]:
         counts: Counter[str] = Counter()

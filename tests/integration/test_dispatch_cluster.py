@@ -236,7 +236,7 @@ def test_faulty_api_server_loses_nothing(
                     engine = service.runner.engine
                     return (
                         f"held {engine.held_orders()}, in flight {engine.in_flight()}, "
-                        f"view live {[backend.view.live_in_class(c) for c in CAPS]}, "
+                        f"view live {[sum(backend.view.live_by_replica(c).values()) for c in CAPS]}, "
                         f"objects {backend.view.objects_total()}, faults {dict(faults.injected)}"
                     )
 

@@ -24,6 +24,7 @@ from dispatcher.adapters.kube import KubeWorkflowSink
 from dispatcher.adapters.kubeclient import api_client
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import Settings
+from dispatcher.core.admission import HoldReason
 from dispatcher.core.render import (
     ANNOTATION_ORDER_IDS,
     LABEL_CLASS,
@@ -597,3 +598,69 @@ def test_a_rolling_restart_keeps_class_caps_counting_the_old_replicas_workflows(
     print(
         f"\nrolling restart: {len(history.bodies)} Workflows, peak live {dict(history.peak_live)}"
     )
+
+
+# -- the object cap, judged from the API server's history ----------------------------------------
+@pytest.mark.cluster
+@pytest.mark.pubsub
+@pytest.mark.xfail(
+    strict=False,
+    reason="open: in about half the runs the WorkflowView's watch gets no event at all "
+    "after its list (its thread blocks in the socket read of an open watch; resourceVersion "
+    "stays at the list's; entries only from record_created), so deletions stay unseen until "
+    "the watch times out (WATCH_SECONDS=240) and objects_total stays at the cap, while the "
+    "test's own watch (timeout 30 s) saw every DELETED",
+)
+def test_the_object_cap_holds_orders_until_workflows_are_deleted(
+    make_space: Callable[..., Space],
+    k8s_cluster: Any,
+    pubsub_clients: Any,
+    cleanup: list[str],
+) -> None:
+    space = make_space()
+    cleanup.append(space.selector)
+    objects = 3
+    base = settings_for(
+        space.env(), k8s_cluster.namespace, pubsub_clients.project, max_workflow_objects=objects
+    )
+    settings = base.model_copy(
+        update={
+            "classes": [c.model_copy(update={"max_orders_per_workflow": 1}) for c in base.classes]
+        }
+    )
+    ids = [f"obj-{space.environment}-{i}" for i in range(6)]
+    with (
+        k8s_cluster.api_client() as api,
+        History(api, k8s_cluster.namespace, space.selector) as history,
+    ):
+        service, backend = start_service(
+            settings, pubsub_clients, k8s_cluster.kubeconfig, space.environment
+        )
+        try:
+            publish(pubsub_clients, space.topic, *(order(i) for i in ids))
+            poll(lambda: len(history.bodies) >= objects, 60, "the first Workflows")
+            engine = service.runner.engine
+            poll(
+                lambda: engine.last_hold["small"] is HoldReason.OBJECT_CAP and held(service) == 3,
+                30,
+                "the rest held by the object cap",
+            )
+            assert len(history.bodies) == objects
+            # What Argo's TTL does: the finished Workflows go, room comes back.
+            delete_workflows(api, k8s_cluster.namespace, space.selector)
+            history.wait_for_orders(
+                set(ids),
+                timeout=60,
+                describe=lambda: (
+                    f"objects {backend.view.objects_total()}, hold {engine.last_hold}, "
+                    f"held {held(service)}, phases {history.phases}, "
+                    f"view thread alive {backend.view._thread.is_alive()}, "
+                    f"view rv {backend.view._resource_version}, entries {backend.view._entries}"
+                ),
+            )
+            poll(lambda: engine.idle(), 30, "every order settled")
+        finally:
+            service.stop(grace=20)
+            backend.close()
+    assert dict(history.order_ids()) == dict.fromkeys(ids, 1)
+    assert history.peak_objects <= objects, history.peak_objects
