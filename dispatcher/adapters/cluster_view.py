@@ -37,7 +37,7 @@ from dispatcher.logging import get_logger
 
 log = get_logger()
 
-WATCH_SECONDS = 240
+WATCH_SECONDS = 30  # a watch that stalls silently is replaced within this; resuming is cheap
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,11 @@ from dispatcher.adapters.pubsub_memory_publisher import MemoryPublisher
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import load_settings
 from dispatcher.core.clock import monotonic
-from dispatcher.core.engine import Engine, EngineConfig
-from dispatcher.executor import Executor
-from dispatcher.metrics import Metrics
-from dispatcher.runner import Runner
+from dispatcher.core.engine import Engine
+from dispatcher.core.flights import EngineConfig
+from dispatcher.service.executor import Executor
+from dispatcher.service.metrics import Metrics
+from dispatcher.service.loop import Runner
 
 
 @dataclass
