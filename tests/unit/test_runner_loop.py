@@ -16,8 +16,8 @@ from dispatcher.core.clock import monotonic
 from dispatcher.core.engine import Engine
 from dispatcher.core.flights import EngineConfig
 from dispatcher.service.executor import Executor
-from dispatcher.service.metrics import Metrics
 from dispatcher.service.loop import Runner
+from dispatcher.service.metrics import Metrics
 
 
 @dataclass
