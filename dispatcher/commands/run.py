@@ -76,7 +76,7 @@ def run_command(
     from dispatcher.adapters.pubsub import ensure_subscription, ensure_topic
     from dispatcher.adapters.pubsub_clients import publisher_client, subscriber_client
     from dispatcher.adapters.sinks import DirectorySink, WorkflowSink
-    from dispatcher.core.ports import ClusterState, Members, OrderLedger
+    from dispatcher.core.ports import Claims, ClusterState, Members, OrderLedger
     from dispatcher.service.assembly import Service
 
     settings = settings_or_exit(config_path)
@@ -103,6 +103,7 @@ def run_command(
     cluster: ClusterState
     members: Members
     ledger: OrderLedger
+    claims: Claims | None = None
     checks: dict[str, Check] = {}
     closers: list[Any] = []
     if sink_dir is not None:
@@ -113,7 +114,7 @@ def run_command(
 
         backend = connect_cluster(settings, kubeconfig=kubeconfig, identity=me)
         sink, cluster, replica = backend.sink, backend.view, me
-        members, ledger = backend.membership, backend.ledger
+        members, ledger, claims = backend.membership, backend.ledger, backend.claims
         checks.update(backend.checks)
         closers.append(backend.close)
 
@@ -125,6 +126,7 @@ def run_command(
         cluster=cluster,
         members=members,
         ledger=ledger,
+        claims=claims,
         config_path=config_path,
         replica=replica,
     )

@@ -69,6 +69,8 @@ class Create:
     body: dict[str, Any]
     size_class: str
     order_ids: tuple[str, ...]
+    #: 1 for the first POST; a retry after an answer was lost renews the claim only.
+    attempt: int = 1
 
 
 Decision = Ack[R] | DeadLetter[R] | Repark[R] | Create

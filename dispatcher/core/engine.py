@@ -4,8 +4,10 @@ It owns every order the process holds, from first delivery until its Workflow ex
 batches, closed batches waiting for admission, and creates in flight (including creates whose
 answer was lost, which are retried under the same name, never re-batched). A redelivery of an
 order already held joins that order's ticket; one already inside a Workflow (or in the dedupe
-ledger) is acked at once, and the same check runs again just before each create. Nothing here
-blocks or performs I/O: the loop feeds it and the executor carries out its decisions.
+ledger) is acked at once, and the same check runs again just before each create. Orders another
+replica claims (``core/claims.py``) wait here until its Workflow shows up, or are batched
+again after a pause. Nothing here blocks or performs I/O: the loop feeds it and the executor
+carries out its decisions.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Generic, TypeVar
 
 from dispatcher.core.admission import Admission, HoldReason
 from dispatcher.core.batching import Batch, Batcher
+from dispatcher.core.claims import pause_seconds
 from dispatcher.core.classify import Ticket
 from dispatcher.core.clock import Clock
 from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Repark
@@ -31,7 +34,14 @@ from dispatcher.core.flights import (
 from dispatcher.core.intake import Intake, Refused
 from dispatcher.core.limits import Limits, LimitsChanged, limits_of
 from dispatcher.core.order import Reason
-from dispatcher.core.outcomes import Created, CreateFailed, Failure, Outcome, PublishFailed
+from dispatcher.core.outcomes import (
+    Created,
+    CreateFailed,
+    Failure,
+    NotClaimed,
+    Outcome,
+    PublishFailed,
+)
 from dispatcher.core.ports import ClusterState, Members
 from dispatcher.core.render import render_workflow, workflow_name
 from dispatcher.core.settings import Settings
@@ -62,6 +72,10 @@ class Engine(Generic[R]):
         self._by_priority = [c.name for c in sorted(settings.classes, key=lambda c: -c.priority)]
         self._in_flight: dict[str, _InFlight[R]] = {}
         self._deferred: list[_Deferred[R]] = []
+        #: Orders left to another replica's claim (order id -> when to batch it again), and
+        #: how often each order held was withdrawn so far.
+        self._waiting: dict[str, float] = {}
+        self._withdrawals: dict[str, int] = {}
         self._draining = False
         self._next_age_check = 0.0
         self.admission = Admission(
@@ -123,6 +137,8 @@ class Engine(Generic[R]):
         for batch in self._batcher.due(now):
             self._ready[batch.size_class].append(batch)
         decisions: list[Decision[R]] = self._due_retries(now)
+        if self._waiting:
+            decisions.extend(self._due_waiting(now))
         decisions.extend(self._admit())
         if now >= self._next_age_check:
             self._next_age_check = now + AGE_CHECK_SECONDS
@@ -135,6 +151,8 @@ class Engine(Generic[R]):
             return self._created(event.name)
         if isinstance(event, CreateFailed):
             return self._create_failed(event)
+        if isinstance(event, NotClaimed):
+            return self._not_claimed(event)
         return self._publish_failed(event)
 
     def drain(self) -> list[Decision[R]]:
@@ -146,6 +164,8 @@ class Engine(Generic[R]):
         for queue in self._ready.values():
             while queue:
                 decisions.extend(self._repark_batch(queue.popleft()))
+        for order_id in list(self._waiting):
+            decisions.extend(self._repark_waiting(order_id))
         return decisions
 
     # -- observations ------------------------------------------------------------------
@@ -153,6 +173,7 @@ class Engine(Generic[R]):
         deadline = self._batcher.next_deadline()
         pending = [f.retry_at for f in self._in_flight.values() if f.retry_at is not None]
         pending.extend(d.due for d in self._deferred)
+        pending.extend(self._waiting.values())
         if any(self._ready.values()):
             pending.append(self._clock() + max(self.admission.rate_wait(), 0.05))
         for when in pending:
@@ -163,6 +184,8 @@ class Engine(Generic[R]):
         counts = {name: len(self._batcher[name]) for name in self._ready}
         for name, queue in self._ready.items():
             counts[name] += sum(len(b.tickets) for b in queue)
+        for order_id in self._waiting:
+            counts[self._tickets[order_id].size_class] += 1
         return counts
 
     def in_flight(self) -> int:
@@ -268,6 +291,60 @@ class Engine(Generic[R]):
             for t in flight.batch.tickets
         ]
 
+    def _not_claimed(self, event: NotClaimed) -> list[Decision[R]]:
+        """Nothing was created. Contested orders wait for the other replica's Workflow; the
+        rest go back to the front of their queue (a new batch and name: safe, as no POST was
+        made). If the claim itself failed, every order waits a pause and is batched again."""
+        flight = self._in_flight.pop(event.name, None)
+        if flight is None:
+            return []
+        self.admission.refund()
+        batch = flight.batch
+        if self._draining:  # no second claim now: the copies go back upstream
+            return self._repark_batch(batch)
+        contested = set(event.contested) or set(batch.order_ids)
+        now = self._clock()
+        rest = []
+        for ticket in batch.tickets:
+            order_id = ticket.order_id
+            if order_id in contested:
+                withdrawals = self._withdrawals.get(order_id, 0) + 1
+                self._withdrawals[order_id] = withdrawals
+                self._waiting[order_id] = now + pause_seconds(
+                    self._config.identity, order_id, withdrawals
+                )
+            else:
+                rest.append(ticket)
+        if rest:
+            self._ready[batch.size_class].appendleft(
+                Batch(batch.size_class, tuple(rest), batch.opened_at)
+            )
+        # The create may have waited long for a worker: what is now past its hold goes back.
+        return self._repark_old(now) + self._admit()
+
+    def _due_waiting(self, now: float) -> list[Decision[R]]:
+        """Withdrawn orders: acked once in a Workflow; when their pause ends, a batch of their
+        own (rare: not worth a linger) or, held too long by now, re-parked."""
+        decisions: list[Decision[R]] = []
+        contains = self._cluster.contains
+        limit = self._settings.pubsub.max_hold_seconds()
+        for order_id, due in list(self._waiting.items()):
+            ticket = self._tickets[order_id]
+            if contains(order_id):
+                del self._waiting[order_id]
+                decisions.append(Ack(tuple(self._release(ticket))))
+            elif now - ticket.received_at >= limit:
+                decisions.extend(self._repark_waiting(order_id))
+            elif due <= now:
+                del self._waiting[order_id]
+                self._ready[ticket.size_class].append(Batch(ticket.size_class, (ticket,), now))
+        return decisions
+
+    def _repark_waiting(self, order_id: str) -> list[Decision[R]]:
+        self._waiting.pop(order_id, None)
+        ticket = self._tickets[order_id]
+        return [Repark(tuple(self._release(ticket)), ticket.size_class, order_id)]
+
     def _publish_failed(self, event: PublishFailed[R]) -> list[Decision[R]]:
         decision = event.decision
         if event.too_large or decision.attempt >= PUBLISH_ATTEMPTS:
@@ -289,7 +366,7 @@ class Engine(Generic[R]):
                 decisions.extend(self._created(name))
                 continue
             flight.attempts += 1
-            decisions.append(flight.create)
+            decisions.append(replace(flight.create, attempt=flight.attempts))
         if self._deferred:
             decisions.extend(d.decision for d in self._deferred if d.due <= now)
             self._deferred = [d for d in self._deferred if d.due > now]
@@ -309,6 +386,9 @@ class Engine(Generic[R]):
                 else:
                     decisions.extend(self._repark_batch(batch))
             queue.extend(keep)
+        for order_id in list(self._waiting):
+            if now - self._tickets[order_id].received_at >= limit:
+                decisions.extend(self._repark_waiting(order_id))
         return decisions
 
     def _repark_batch(self, batch: Batch[R]) -> list[Decision[R]]:
@@ -320,4 +400,6 @@ class Engine(Generic[R]):
         """The engine stops holding ``ticket``; its deliveries go with the decision."""
         if self._tickets.get(ticket.order_id) is ticket:
             del self._tickets[ticket.order_id]
+            if self._withdrawals:
+                self._withdrawals.pop(ticket.order_id, None)
         return ticket.receipts

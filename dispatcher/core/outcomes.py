@@ -47,6 +47,16 @@ class CreateFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class NotClaimed:
+    """Nothing was created: another replica claims ``contested`` (or already holds them in a
+    Workflow), or, with ``contested`` empty, the claim itself could not be made."""
+
+    name: str
+    contested: tuple[str, ...]
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PublishFailed(Generic[R]):
     """A dead letter or a re-park copy could not be published; nothing was settled."""
 
@@ -55,4 +65,4 @@ class PublishFailed(Generic[R]):
     too_large: bool = False
 
 
-Outcome = Created | CreateFailed | PublishFailed[R]
+Outcome = Created | CreateFailed | NotClaimed | PublishFailed[R]

@@ -59,3 +59,19 @@ class OrderLedger(Protocol):
     def record(
         self, order_ids: Sequence[str], on_done: Callable[[BaseException | None], None]
     ) -> None: ...
+
+
+class Claims(Protocol):
+    """This replica's claims on orders it is about to create (``core/claims.py``).
+
+    Called from the executor's workers, never from the engine: it performs I/O.
+    """
+
+    def claim(self, order_ids: Sequence[str], *, renew: bool) -> frozenset[str]:
+        """Claim ``order_ids``; return those another replica claims too (already withdrawn).
+
+        ``renew`` (a retry of a create that may have landed) only extends this replica's
+        claims and reports no contest: the first claim already won. Raises a
+        :class:`dispatcher.errors.DispatchError` when the claim could not be written or read.
+        """
+        ...

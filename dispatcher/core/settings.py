@@ -159,6 +159,18 @@ class DedupeSettings(_Strict):
         description="an order id seen within this window never becomes a second Workflow, "
         "across restarts and rollouts; keep it far longer than the Workflow TTL",
     )
+    claims: bool = Field(
+        default=True,
+        description="claim orders before each create, so two replicas holding copies of one "
+        "order never both create it (two API calls per Workflow; core/claims.py)",
+    )
+    claim_hold_seconds: float = Field(
+        default=30,
+        ge=5,
+        le=600,
+        description="how long a claim outlives its create; longer than a create takes to land "
+        "and every replica's Workflow watch to report it",
+    )
 
 
 class Settings(_Strict):

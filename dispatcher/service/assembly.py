@@ -26,7 +26,7 @@ from dispatcher.core.clock import Clock, monotonic
 from dispatcher.core.engine import Engine
 from dispatcher.core.flights import EngineConfig
 from dispatcher.core.limits import LIVE_FIELDS, LimitsChanged, compare, limits_of
-from dispatcher.core.ports import ClusterState, Members, OrderLedger
+from dispatcher.core.ports import Claims, ClusterState, Members, OrderLedger
 from dispatcher.logging import get_logger
 from dispatcher.service.executor import Executor
 from dispatcher.service.loop import Runner
@@ -45,6 +45,7 @@ class Service:
     cluster: ClusterState
     members: Members = field(default_factory=StaticMembers)  # one replica
     ledger: OrderLedger = field(default_factory=MemoryLedger)  # no memory beyond the process
+    claims: Claims | None = None  # one replica needs none
     clock: Clock = monotonic
     metrics: Metrics = field(default_factory=Metrics)
     config_path: Path | None = None
@@ -81,6 +82,8 @@ class Service:
                 post=post,
                 submit=submit,
                 metrics=self.metrics,
+                claims=self.claims,
+                contains=self.cluster.contains,
             )
 
         self._runner = Runner(

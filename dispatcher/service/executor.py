@@ -24,8 +24,15 @@ from dispatcher.adapters.pubsub import (
 from dispatcher.adapters.pubsub import original_attributes as copied_attributes
 from dispatcher.adapters.sinks import CreateResult, WorkflowSink
 from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Repark
-from dispatcher.core.outcomes import Created, CreateFailed, Failure, Outcome, PublishFailed
-from dispatcher.core.ports import OrderLedger
+from dispatcher.core.outcomes import (
+    Created,
+    CreateFailed,
+    Failure,
+    NotClaimed,
+    Outcome,
+    PublishFailed,
+)
+from dispatcher.core.ports import Claims, OrderLedger
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.logging import get_logger
 from dispatcher.service.metrics import Metrics
@@ -48,7 +55,11 @@ class Executor(Generic[D]):
         submit: Callable[[Callable[[], None]], Any],
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        claims: Claims | None = None,
+        contains: Callable[[str], bool] = lambda _order_id: False,
     ) -> None:
+        self._claims = claims
+        self._contains = contains
         self._sink = sink
         self._publisher = publisher
         self._ledger = ledger
@@ -104,6 +115,8 @@ class Executor(Generic[D]):
     # -- creates (on a worker thread) --------------------------------------------------
     def _create(self, decision: Create) -> None:
         started = self._clock()
+        if self._claims is not None and not self._claimed(decision):
+            return
         try:
             result = self._sink.create(decision.body)
         except TransientError as exc:
@@ -137,6 +150,28 @@ class Executor(Generic[D]):
             self._ledger.record(decision.order_ids, remembered)
         except Exception as exc:  # noqa: BLE001 - same as a failed write
             remembered(exc)
+
+    def _claimed(self, decision: Create) -> bool:
+        """Claim the batch's orders before the POST; False (and an event) if it may not go."""
+        assert self._claims is not None
+        first = decision.attempt == 1
+        try:
+            contested = set(self._claims.claim(decision.order_ids, renew=not first))
+        except Exception as exc:  # noqa: BLE001 - nothing created; the engine tries later
+            self._metrics.claims.labels("failed").inc()
+            log.warning("claim_failed", workflow=decision.name, error=str(exc))
+            self._post(NotClaimed(decision.name, (), str(exc)))
+            return False
+        if first:
+            # Read after our claim was written: a Workflow another replica made before it is
+            # seen here, or its claim was seen above.
+            contested.update(o for o in decision.order_ids if self._contains(o))
+        if not contested:
+            return True
+        self._metrics.claims.labels("contested").inc()
+        log.info("orders_contested", workflow=decision.name, orders=sorted(contested))
+        self._post(NotClaimed(decision.name, tuple(sorted(contested))))
+        return False
 
     def _create_failed(
         self, decision: Create, failure: Failure, error: BaseException, **extra: Any

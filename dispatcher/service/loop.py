@@ -21,7 +21,7 @@ from dispatcher.core.decisions import DeadLetter, Decision
 from dispatcher.core.engine import Engine
 from dispatcher.core.limits import LimitsChanged
 from dispatcher.core.order import Reason
-from dispatcher.core.outcomes import Created, CreateFailed, PublishFailed
+from dispatcher.core.outcomes import Created, CreateFailed, NotClaimed, PublishFailed
 from dispatcher.logging import get_logger
 from dispatcher.service.executor import Executor, Published
 from dispatcher.service.metrics import Metrics
@@ -32,7 +32,7 @@ _STOP = object()
 _CLOSE = object()
 MAX_EVENTS_PER_TURN = 512
 GAUGE_SECONDS = 0.5
-OUTCOMES = (Created, CreateFailed, PublishFailed)
+OUTCOMES = (Created, CreateFailed, NotClaimed, PublishFailed)
 _NOT_DELIVERIES = (*OUTCOMES, Published, LimitsChanged)
 
 

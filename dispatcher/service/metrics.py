@@ -95,6 +95,13 @@ class Metrics:
             "Dedupe-ledger writes that failed after their retries.",
             registry=r,
         )
+        self.claims = Counter(
+            f"{PREFIX}_claims",
+            "Batches not created because of a claim: contested (another replica claims some "
+            "of its orders, or made their Workflow) or failed (the claim could not be made).",
+            ["outcome"],
+            registry=r,
+        )
 
     def received(self, count: int = 1, redelivered: int = 0) -> None:
         self.orders_received.inc(count)

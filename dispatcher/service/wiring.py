@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dispatcher.adapters.claims import KubeClaims
 from dispatcher.adapters.cluster_view import WorkflowView
 from dispatcher.adapters.kube import KubeWorkflowSink
 from dispatcher.adapters.kubeclient import api_client
@@ -24,12 +25,15 @@ class ClusterBackend:
     membership: Membership
     ledger: KubeLedger
     identity: str
+    claims: KubeClaims | None = None
     #: readiness checks keyed by the stable reason code /readyz reports when one fails
     checks: dict[str, Callable[[], tuple[bool, str]]] = field(default_factory=dict)
 
     def close(self) -> None:
         self.view.stop()
         self.ledger.stop()  # writes what is still buffered
+        if self.claims is not None:
+            self.claims.close()
         self.membership.stop()
 
 
@@ -56,6 +60,14 @@ def connect_cluster(settings: Settings, *, kubeconfig: str | None, identity: str
     view.start()
     sink = KubeWorkflowSink(api, namespace=settings.namespace)
     backend = ClusterBackend(sink, view, membership, ledger, identity)
+    if settings.dedupe.claims:
+        backend.claims = KubeClaims(
+            api,
+            namespace=settings.namespace,
+            environment=settings.environment,
+            identity=identity,
+            hold_seconds=settings.dedupe.claim_hold_seconds,
+        )
     backend.checks = {
         "kubernetes_unavailable": sink.ping,
         "workflow_watch_not_synced": lambda: (view.synced(), "workflow watch synced"),

@@ -136,6 +136,7 @@ def start_service(
         cluster=backend.view,
         members=backend.membership,
         ledger=backend.ledger,
+        claims=backend.claims,
         replica=identity,
     )
     service.start()

@@ -9,6 +9,7 @@ attempts and dead letters from the emulator, never from the dispatcher's own cou
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -339,6 +340,64 @@ def test_two_replicas_holding_copies_of_one_order_create_one_workflow(
     counts = history.order_ids()
     assert dict(counts) == {shared: 1, only_a: 1, only_b: 1}, counts
     assert nothing_left(pubsub_clients, b.subscription) == [], "b did not ack its copy"
+
+
+@pytest.mark.cluster
+@pytest.mark.pubsub
+def test_two_replicas_released_at_the_same_moment_create_each_shared_order_once(
+    make_space: Callable[..., Space],
+    k8s_cluster: Any,
+    pubsub_clients: Any,
+    cleanup: list[str],
+) -> None:
+    """The race the check before each create cannot close: both replicas hold copies of
+    the same orders behind a cap, and the cap opens for both at once. The claims decide."""
+    a, b = make_space(), make_space()
+    b.environment = a.environment
+    cleanup.append(a.selector)
+    held_back = with_caps(
+        settings_for(a.env(), k8s_cluster.namespace, pubsub_clients.project), small=0
+    )
+    settings_b = held_back.model_copy(
+        update={"pubsub": held_back.pubsub.model_copy(update={"subscription": b.subscription})}
+    )
+    shared = [f"both-{i}-{a.environment}" for i in range(12)]
+    with (
+        k8s_cluster.api_client() as api,
+        History(api, k8s_cluster.namespace, a.selector) as history,
+    ):
+        replicas = [
+            start_service(held_back, pubsub_clients, k8s_cluster.kubeconfig, f"{a.environment}-a"),
+            start_service(settings_b, pubsub_clients, k8s_cluster.kubeconfig, f"{a.environment}-b"),
+        ]
+        try:
+            publish(pubsub_clients, a.topic, *(order(o) for o in shared))
+            publish(pubsub_clients, b.topic, *(order(o) for o in shared))
+            poll(lambda: all(held(r[0]) == len(shared) for r in replicas), 30, "both hold all")
+            gate = threading.Barrier(2)
+
+            def open_cap(service: Service, settings: Settings) -> None:
+                gate.wait(timeout=10)
+                service.apply(with_caps(settings, small=8))
+
+            openers = [
+                threading.Thread(target=open_cap, args=(r[0], s))
+                for r, s in zip(replicas, (held_back, settings_b), strict=True)
+            ]
+            for opener in openers:
+                opener.start()
+            for opener in openers:
+                opener.join(timeout=20)
+            history.wait_for_orders(set(shared), timeout=90)
+            poll(lambda: all(r[0].runner.engine.idle() for r in replicas), 60, "both settle")
+        finally:
+            for service, backend in replicas:
+                service.stop(grace=20)
+                backend.close()
+    counts = history.order_ids()
+    assert dict(counts) == dict.fromkeys(shared, 1), counts
+    for space in (a, b):
+        assert nothing_left(pubsub_clients, space.subscription) == [], space.subscription
 
 
 # -- (4) a poison message ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from dispatcher.adapters.claims_memory import MemoryClaims, MemoryClaimStore
 from dispatcher.adapters.kube_memory import MemoryWorkflowApi, MemoryWorkflowView
 from dispatcher.adapters.ledger_memory import MemoryLedger, MemoryLedgerStore
 from dispatcher.config import Settings, load_settings
@@ -181,18 +182,19 @@ class Replica:
             submit=self._submit,
             metrics=self.metrics,
             clock=world.clock,
+            claims=MemoryClaims(
+                store=world.claim_store,
+                identity=identity,
+                hold_seconds=settings.dedupe.claim_hold_seconds,
+                clock=world.clock,
+            ),
+            contains=self.view.contains,
         )
         self.draining = False
 
     def _submit(self, create: Callable[[], None]) -> None:
-        """A create leaves for the API; note which other replicas' creates are in flight."""
+        """A create (claim, then POST) leaves for the API; the model decides when it runs."""
         self.creates.append(create)
-        mine = set(self.engine._in_flight)
-        others = {n for r in self.world.replicas if r is not self for n in r.engine._in_flight}
-        for name in mine:
-            self.world.concurrent.setdefault(name, set()).update(others)
-            for other in others:
-                self.world.concurrent.setdefault(other, set()).add(name)
 
     def offer(self, delivery: Delivery) -> None:
         self.deliveries.append(delivery)
@@ -230,12 +232,10 @@ class World:
     broker: Broker = field(default_factory=Broker)
     api: MemoryWorkflowApi = field(default_factory=MemoryWorkflowApi)
     ledger_store: MemoryLedgerStore = field(default_factory=MemoryLedgerStore)
+    claim_store: MemoryClaimStore = field(default_factory=MemoryClaimStore)
     replicas: list[Replica] = field(default_factory=list)
     names: Any = field(default_factory=lambda: itertools.count(1))
     limits: LimitsChanged | None = None  # the ConfigMap's current limits, for new replicas
-    # Workflow name -> names of other replicas' creates in flight at the same time: the one
-    # race the loop cannot close without a per-order claim (docs/architecture.md).
-    concurrent: dict[str, set[str]] = field(default_factory=dict)
 
     def start_replica(self) -> Replica:
         identity = f"r{next(self.names)}"
