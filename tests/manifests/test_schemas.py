@@ -41,17 +41,10 @@ def keda_crds() -> list[dict[str, Any]]:
         tools.unavailable(str(exc))
 
 
-def _render(name: str) -> list[dict[str, Any]]:
-    try:
-        return tools.render(tools.OVERLAYS[name])
-    except tools.ToolUnavailable as exc:
-        tools.unavailable(str(exc))
-
-
 @pytest.mark.parametrize("env", tools.ENVIRONMENTS)
 def test_keda_objects_match_the_keda_crds(env: str, keda_crds: list[dict[str, Any]]) -> None:
     checked = 0
-    for obj in _render(env):
+    for obj in tools.rendered(env):
         if not obj["apiVersion"].startswith("keda.sh/"):
             continue
         schema = tools.crd_schema(keda_crds, obj["apiVersion"], obj["kind"])
@@ -87,7 +80,7 @@ def test_config_connector_objects_match_the_real_crds(
     env: str, kcc_crds: list[dict[str, Any]]
 ) -> None:
     kinds = set()
-    for obj in _render(f"infra-{env}"):
+    for obj in tools.rendered(f"infra-{env}"):
         if not obj["apiVersion"].endswith(".cnrm.cloud.google.com/v1beta1"):
             continue
         schema = tools.crd_schema(kcc_crds, obj["apiVersion"], obj["kind"])

@@ -126,6 +126,15 @@ def render(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(render_text(path)) if doc]
 
 
+def rendered(overlay: str) -> list[dict[str, Any]]:
+    """The objects of one overlay by name (``OVERLAYS``); skips, or fails in CI, without the
+    tools."""
+    try:
+        return render(OVERLAYS[overlay])
+    except ToolUnavailable as exc:
+        unavailable(str(exc))
+
+
 def find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
     return [
         o for o in objs if o.get("kind") == kind and (name is None or o["metadata"]["name"] == name)
