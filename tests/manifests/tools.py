@@ -126,6 +126,14 @@ def render(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(render_text(path)) if doc]
 
 
+def built_kubectl() -> Path:
+    """The kubectl tests/cluster/build.sh built; skips, or fails in CI, without it."""
+    path = cluster_bin("kubectl")
+    if path is None:
+        unavailable("kubectl not built: bash tests/cluster/build.sh")
+    return path
+
+
 def rendered(overlay: str) -> list[dict[str, Any]]:
     """The objects of one overlay by name (``OVERLAYS``); skips, or fails in CI, without the
     tools."""

@@ -10,10 +10,9 @@ here go through the service's own executor and router, as in production.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,20 +36,13 @@ from tests.pubsub.plugin import (
     PubSubClients,
     TopicSubscription,
 )
+from tests.pubsub.test_emulator import streaming_pull, wait_for
 from tests.unit.helpers import settings, twin_executor
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.large_messages]
 
 NEAR_LIMIT = 9_999_800
 DEADLINE_S = 60.0
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Observed:
@@ -92,17 +84,6 @@ class Inbox:
         self._later(message)
 
 
-@contextlib.contextmanager
-def streaming(clients: PubSubClients, subscription: str, inbox: Inbox) -> Iterator[None]:
-    future = clients.subscriber.subscribe(subscription, inbox)
-    try:
-        yield
-    finally:
-        future.cancel()
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)
-
-
 def read_back(clients: PubSubClients, subscription: str) -> Any:
     """One message from ``subscription`` by unary pull (acked), within the deadline."""
     deadline = time.monotonic() + DEADLINE_S
@@ -136,8 +117,8 @@ def test_a_message_near_the_limit_arrives_through_the_factory_channel(
     data = body(9_900_000)
     pubsub_clients.publisher.publish(names.topic, data, order_id="o-big").result(timeout=60)
     inbox = Inbox()
-    with streaming(pubsub_clients, names.subscription, inbox):
-        wait_for(lambda: inbox.first is not None, "the 9.9 MB message")
+    with streaming_pull(pubsub_clients, names.subscription, inbox):
+        wait_for(lambda: inbox.first is not None, DEADLINE_S, "the 9.9 MB message")
         assert inbox.first is not None
         assert inbox.first.data == data and inbox.first.attributes["order_id"] == "o-big"
         inbox.first.ack()
@@ -162,20 +143,20 @@ def dead_letter_through_the_emulator(
     executor = twin_executor(
         post=events.append, publisher=clients.publisher, dead_letter_topic=names.dead_letter_topic
     )
-    with streaming(clients, names.subscription, inbox):
-        wait_for(lambda: inbox.first is not None, "the order")
+    with streaming_pull(clients, names.subscription, inbox):
+        wait_for(lambda: inbox.first is not None, DEADLINE_S, "the order")
         delivery = inbox.first
         assert delivery is not None
         decision = dead_letter(detail, delivery)
         expected = fitting_dead_letter_attributes(names.dead_letter_topic, delivery, decision)
         executor.carry_out([decision])  # never raises
-        wait_for(lambda: bool(events), "the dead letter's outcome")
+        wait_for(lambda: bool(events), DEADLINE_S, "the dead letter's outcome")
         (published,) = events
         assert isinstance(published, Published)
         outcome = executor.published(published)
         if outcome is not None:
             # The executor nacked it: redeliveries until Pub/Sub's policy takes over.
-            wait_for(lambda: inbox.deliveries >= 5, "Pub/Sub's dead-letter policy")
+            wait_for(lambda: inbox.deliveries >= 5, DEADLINE_S, "Pub/Sub's dead-letter policy")
     return delivery, expected, outcome
 
 
@@ -214,15 +195,17 @@ def test_the_router_leaves_a_near_limit_order_whole_to_pubsubs_policy(
     router = Router(cfg, publisher=pubsub_clients.publisher, metrics=metrics)
     pubsub_clients.publisher.publish(names.topic, body(NEAR_LIMIT), tenant="acme").result(60)
     inbox = Inbox(later=lambda m: m.nack())
-    with streaming(pubsub_clients, names.subscription, inbox):
-        wait_for(lambda: inbox.first is not None, "the order")
+    with streaming_pull(pubsub_clients, names.subscription, inbox):
+        wait_for(lambda: inbox.first is not None, DEADLINE_S, "the order")
         delivery = inbox.first
         assert delivery is not None
         router.on_message(delivery)  # never raises into the client's callback
-        wait_for(lambda: bool(delivery.settlements), "the router to settle the delivery")
+        wait_for(
+            lambda: bool(delivery.settlements), DEADLINE_S, "the router to settle the delivery"
+        )
         assert delivery.settlements == ["nack"]
         assert metrics.dead_letters_too_large._value.get() == 1
-        wait_for(lambda: inbox.deliveries >= 5, "Pub/Sub's dead-letter policy")
+        wait_for(lambda: inbox.deliveries >= 5, DEADLINE_S, "Pub/Sub's dead-letter policy")
     stored = read_back(pubsub_clients, names.dead_letter_subscription)
     assert stored.data == body(NEAR_LIMIT)
     assert stored.attributes["tenant"] == "acme" and "dlq_reason" not in stored.attributes

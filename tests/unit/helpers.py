@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -61,3 +63,12 @@ def twin_executor(
         submit=submit,
         metrics=Metrics() if metrics is None else metrics,
     )
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    """GET a local ops endpoint: its status and body, error statuses included."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
