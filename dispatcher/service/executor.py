@@ -193,7 +193,8 @@ class Executor(Generic[D]):
 
 
 class Published(Generic[D]):
-    """A publish finished (on the client's thread); handled on the loop thread."""
+    """A publish finished (on the client's thread, or at once if it could not be sent);
+    handled on the loop thread."""
 
     __slots__ = ("decision", "error")
 
