@@ -1,27 +1,26 @@
-"""Pub/Sub intake and dead-lettering, on the official ``google-cloud-pubsub`` client.
+"""Pub/Sub intake and copies of deliveries published elsewhere, on the official client.
 
 The subscriber callback does as little as possible (it runs on the client's threads and its
-cost is paid per message): it hands the message to the runner's inbox. Dead letters carry the
-original data and attributes plus the ``dlq_*`` attributes of the contract, and the original
-is acked only once the dead letter is stored.
+cost is paid per message). Dead letters carry the original data and attributes plus the
+``dlq_*`` attributes of the contract.
 
-Publishing here never raises. Every outcome reaches the caller through ``on_done``:
-stored (the delivery was acked), failed (nacked, so Pub/Sub redelivers it), or
-:class:`TooLargeToPublish` (neither acked nor nacked). A message near Pub/Sub's 10 MB limit is
-the reason for the last one: the ``dlq_*`` attributes can push an order that fit over the
-limit, and the client would raise ``MessageTooLargeError`` on the caller's thread. So the size
-is computed first; a dead letter that does not fit with every attribute falls back to a
-compact set (the original attributes plus ``dlq_reason``, ``dlq_stage``,
-``original_message_id`` and a short ``dlq_detail``). If even that does not fit, nothing is
-published and ``on_done`` gets :class:`TooLargeToDeadLetter`: the caller leaves the message to
-Pub/Sub's own dead-letter policy, which stores it intact, rather than store an altered copy
-(a truncated body would be a lost order that looks like a kept one).
+:func:`publish_copy` is the one way a delivery's data is published elsewhere (dead letters,
+re-parked copies, orders routed to their class topic), the delivery settled only once the copy
+is stored; it raises nothing and reports every outcome through a callback. A message near
+Pub/Sub's 10 MB limit is why sizes are computed first: the ``dlq_*`` attributes can push an
+order that fit over the limit, and the client would raise ``MessageTooLargeError`` on the
+caller's thread. A dead letter that does not fit with every attribute falls back to a compact
+set (the original attributes plus ``dlq_reason``, ``dlq_stage``, ``original_message_id`` and a
+short ``dlq_detail``); if even that does not fit, :func:`fitting_dead_letter_attributes` says
+so and the caller leaves the message to Pub/Sub's own dead-letter policy, which stores it
+intact, rather than store an altered copy (a truncated body would be a lost order that looks
+like a kept one).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -32,7 +31,6 @@ from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 from dispatcher import __version__
 from dispatcher.adapters.pubsub_limits import (
     MAX_VALUE_BYTES,
-    TooLargeToDeadLetter,
     TooLargeToPublish,
     first_that_fits,
     publish_problem,
@@ -124,9 +122,6 @@ def compact_dead_letter_attributes(delivery: Delivery, decision: DeadLetter[Any]
     return attributes
 
 
-Settled = Callable[[bool, BaseException | None], None]
-
-
 def fitting_dead_letter_attributes(
     topic: str, delivery: Delivery, decision: DeadLetter[Any]
 ) -> dict[str, str] | None:
@@ -143,136 +138,60 @@ def is_too_large(error: BaseException) -> bool:
     return isinstance(error, MessageTooLargeError | TooLargeToPublish)
 
 
+def original_attributes(delivery: Delivery) -> dict[str, str]:
+    return {str(k): str(v) for k, v in dict(delivery.attributes or {}).items()}
+
+
 class Publisher(Protocol):
     """What is used of ``pubsub_v1.PublisherClient`` (``MemoryPublisher`` fits too)."""
 
     def publish(self, topic: str, data: bytes, **attrs: str) -> Future[str]: ...
 
 
-def _report(future: Future[str], on_done: Settled | None) -> Future[str]:
-    if on_done is not None:
-        future.add_done_callback(lambda done: on_done(False, done.exception()))
-    return future
+#: Told how a publish ended: None once the message is stored, else why it is not.
+Done = Callable[[BaseException | None], None]
 
 
-def refuse(error: BaseException, on_done: Settled | None) -> Future[str]:
-    """A publish that did not happen: a failed future, reported through ``on_done``."""
-    future: Future[str] = Future()
-    future.set_exception(error)
-    return _report(future, on_done)
-
-
-def publish_then_settle(
+def publish_copy(
     publisher: Publisher,
     *,
     topic: str,
     delivery: Delivery,
-    attributes: dict[str, str],
-    on_done: Settled | None = None,
-    too_large: type[TooLargeToPublish] = TooLargeToPublish,
-) -> Future[str]:
-    """Publish ``delivery``'s data elsewhere; ack it once stored, else give it back (nack).
+    attributes: Mapping[str, str],
+    settle: Callable[[], None],
+    done: Done,
+) -> None:
+    """Publish ``delivery``'s data to ``topic``; once it is stored, ``settle()``, then ``done``.
 
-    Never raises. A message over Pub/Sub's limits is not published and the delivery is not
-    settled: ``on_done(False, too_large(...))``. Any other failure, raised or reported by the
-    future, nacks the delivery and reaches ``on_done``. Pub/Sub's own dead-letter policy stays
-    the last resort if publishing keeps failing.
+    Raises nothing of its own: every failure reaches ``done(error)`` with nothing settled. A
+    copy over Pub/Sub's limits is not sent and arrives as :class:`TooLargeToPublish` (checked
+    first; the client's ``MessageTooLargeError`` is translated too), anything ``publish``
+    raises or its future reports arrives as it is. What a failure means (nack, retry, dead
+    letter) is the caller's to decide.
     """
+    failure: BaseException | None = None
     problem = publish_problem(topic, len(delivery.data), attributes)
     if problem is not None:
-        return refuse(too_large(f"message {delivery.message_id}: {problem}"), on_done)
-    try:
-        future: Future[str] = publisher.publish(topic, delivery.data, **attributes)
-    except MessageTooLargeError as exc:
-        error = too_large(f"message {delivery.message_id}: {exc}")
-        error.__cause__ = exc
-        return refuse(error, on_done)
-    except Exception as exc:  # noqa: BLE001 - every failure must reach on_done, none may escape
-        delivery.nack()
-        return refuse(exc, on_done)
+        failure = TooLargeToPublish(f"message {delivery.message_id}: {problem}")
+    else:
+        try:
+            future: Future[str] = publisher.publish(topic, delivery.data, **attributes)
+        except MessageTooLargeError as exc:
+            failure = TooLargeToPublish(f"message {delivery.message_id}: {exc}")
+            failure.__cause__ = exc
+        except Exception as exc:  # noqa: BLE001 - every failure goes to done, none escapes
+            failure = exc
+    if failure is not None:
+        done(failure)
+        return
 
-    def settle(done: Future[str]) -> None:
-        error = done.exception()
+    def finished(published: Future[str]) -> None:
+        error = published.exception()
         if error is None:
-            delivery.ack()
-        else:
-            delivery.nack()
-        if on_done is not None:
-            on_done(error is None, error)
+            settle()
+        done(error)
 
-    future.add_done_callback(settle)
-    return future
-
-
-class DeadLetterPublisher:
-    """Publishes a rejected delivery to the dead-letter topic, then acks it (or nacks).
-
-    Never raises; see the module docstring for what happens near the size limit.
-    """
-
-    def __init__(self, publisher: Publisher, topic_path: str) -> None:
-        self._publisher = publisher
-        self._topic = topic_path
-
-    def attributes_for(
-        self, delivery: Delivery, decision: DeadLetter[Any]
-    ) -> dict[str, str] | None:
-        return fitting_dead_letter_attributes(self._topic, delivery, decision)
-
-    def publish(
-        self, delivery: Delivery, decision: DeadLetter[Any], on_done: Settled | None = None
-    ) -> Future[str]:
-        attributes = self.attributes_for(delivery, decision)
-        if attributes is None:
-            problem = publish_problem(
-                self._topic, len(delivery.data), compact_dead_letter_attributes(delivery, decision)
-            )
-            return refuse(
-                TooLargeToDeadLetter(f"message {delivery.message_id}: {problem}"), on_done
-            )
-        return publish_then_settle(
-            self._publisher,
-            topic=self._topic,
-            delivery=delivery,
-            attributes=attributes,
-            on_done=on_done,
-            too_large=TooLargeToDeadLetter,
-        )
-
-
-def original_attributes(delivery: Delivery) -> dict[str, str]:
-    return {str(k): str(v) for k, v in dict(delivery.attributes or {}).items()}
-
-
-class Republisher:
-    """Moves a delivery to another topic (routing to a class topic, or re-parking).
-
-    Never raises: a copy over Pub/Sub's limits is reported as :class:`TooLargeToPublish`
-    through ``on_done`` and the delivery is left unsettled for the caller to decide.
-    """
-
-    def __init__(self, publisher: Publisher, topic_for: Callable[[str], str]) -> None:
-        self._publisher = publisher
-        self._topic_for = topic_for
-
-    def move(
-        self,
-        delivery: Delivery,
-        *,
-        size_class: str,
-        extra: dict[str, str],
-        on_done: Settled | None = None,
-    ) -> Future[str]:
-        attributes = original_attributes(delivery)
-        attributes.update(extra)
-        attributes["size_class"] = size_class
-        return publish_then_settle(
-            self._publisher,
-            topic=self._topic_for(size_class),
-            delivery=delivery,
-            attributes=attributes,
-            on_done=on_done,
-        )
+    future.add_done_callback(finished)
 
 
 def ensure_topic(publisher: pubsub_v1.PublisherClient, topic_path: str) -> None:

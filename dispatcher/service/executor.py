@@ -6,21 +6,17 @@ the Pub/Sub client and its in-memory twin both are) and a Workflow sink (the Kub
 adapter or its twin), plus the dedupe ledger that remembers created orders. Every outcome,
 an exception nobody planned for included, goes back to the engine as an event through
 ``post``; nothing raised here can end the engine's loop. Creates run through ``submit`` (a
-bounded thread pool in the service, inline in the model-based test).
+bounded thread pool in the service, inline in the model-based test). Dead letters and
+re-parks are published by :class:`~dispatcher.service.copies.Copies`, as the router's are.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, Generic, TypeVar, assert_never
 
-from dispatcher.adapters.pubsub import (
-    Delivery,
-    fitting_dead_letter_attributes,
-    is_too_large,
-)
+from dispatcher.adapters.pubsub import Delivery, is_too_large
 from dispatcher.adapters.pubsub import original_attributes as copied_attributes
 from dispatcher.adapters.sinks import CreateResult, WorkflowSink
 from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Repark
@@ -35,6 +31,7 @@ from dispatcher.core.outcomes import (
 from dispatcher.core.ports import Claims, OrderLedger
 from dispatcher.errors import PermanentError, TransientError
 from dispatcher.logging import get_logger
+from dispatcher.service.copies import Copies
 from dispatcher.service.metrics import Metrics
 
 log = get_logger()
@@ -61,7 +58,7 @@ class Executor(Generic[D]):
         self._claims = claims
         self._contains = contains
         self._sink = sink
-        self._publisher = publisher
+        self._copies: Copies[D] = Copies(publisher, metrics=metrics, settle=self.settle)
         self._ledger = ledger
         self._dead_letter_topic = dead_letter_topic
         self._repark_topic = repark_topic
@@ -69,7 +66,7 @@ class Executor(Generic[D]):
         self._submit = submit
         self._metrics = metrics
         self._clock = clock
-        self.pending_publishes = 0  # touched on the loop thread only (see _published)
+        self.pending_publishes = 0  # touched on the loop thread only (see published)
         #: How deliveries are acked: through their stream (None), or, once the streams are
         #: being closed for shutdown, by an Acknowledge call (adapters/pubsub_stream.py).
         self.unary_acks: Any = None
@@ -184,25 +181,12 @@ class Executor(Generic[D]):
         )
         self._post(CreateFailed(decision.name, failure, detail, **extra))
 
-    # -- publishes ---------------------------------------------------------------------
+    # -- publishes (service/copies.py, shared with the router) --------------------------
     def _dead_letter(self, decision: DeadLetter[D]) -> None:
-        delivery = decision.receipt
-        if decision.attempt == 1:
-            self._metrics.dead_lettered(decision.reason)
-            log.warning(
-                "order_dead_lettered",
-                order_id=decision.order_id,
-                message_id=delivery.message_id,
-                reason=decision.reason.value,
-                detail=decision.detail,
-                stage=decision.stage,
-            )
-        topic = self._dead_letter_topic
-        attributes = fitting_dead_letter_attributes(topic, delivery, decision)
-        if attributes is None:
-            self._too_large(decision)
-            return
-        self._publish(decision, topic, attributes)
+        self.pending_publishes += 1
+        self._copies.dead_letter(
+            decision, topic=self._dead_letter_topic, done=self._published_later(decision)
+        )
 
     def _repark(self, decision: Repark[D]) -> None:
         delivery = decision.receipt
@@ -211,51 +195,27 @@ class Executor(Generic[D]):
             {"reparked_from": str(delivery.message_id), "size_class": decision.size_class}
         )
         log.info("order_reparked", order_id=decision.order_id, size_class=decision.size_class)
-        self._publish(decision, self._repark_topic(decision.size_class), attributes)
-
-    def _publish(
-        self, decision: DeadLetter[D] | Repark[D], topic: str, attributes: dict[str, str]
-    ) -> None:
-        try:
-            future: Future[str] = self._publisher.publish(
-                topic, decision.receipt.data, **attributes
-            )
-        except Exception as exc:
-            if isinstance(decision, DeadLetter) and is_too_large(exc):
-                self._too_large(decision)
-                return
-            raise
         self.pending_publishes += 1
+        self._copies.copy(
+            decision.receipts,
+            topic=self._repark_topic(decision.size_class),
+            attributes=attributes,
+            done=self._published_later(decision),
+        )
 
-        def done(finished: Future[str]) -> None:
-            error = finished.exception()
-            if error is None:
-                try:
-                    self.settle(list(decision.receipts))
-                except Exception as exc:  # noqa: BLE001 - the copy is stored; dedupe holds
-                    log.error("ack_failed", message_id=decision.receipt.message_id, error=repr(exc))
-            else:
-                log.error(
-                    "publish_failed", message_id=decision.receipt.message_id, error=str(error)
-                )
-            self._post(Published(decision, error))
-
-        future.add_done_callback(done)
-
-    def _too_large(self, decision: DeadLetter[D]) -> None:
-        """Not even the compact dead letter fits Pub/Sub's limit: leave it to Pub/Sub's policy."""
-        self._metrics.dead_letters_too_large.inc()
-        log.error("dead_letter_too_large", message_id=decision.receipt.message_id)
-        for receipt in decision.receipts:
-            receipt.nack()
-        self._post(PublishFailed(decision, "too large to dead-letter", too_large=True))
+    def _published_later(
+        self, decision: DeadLetter[D] | Repark[D]
+    ) -> Callable[[BaseException | None], None]:
+        """Every publish ends in exactly one ``Published`` event, on the loop thread."""
+        return lambda error: self._post(Published(decision, error))
 
     def published(self, event: Published[D]) -> Outcome[D] | None:
         """On the loop thread: a publish settled; a failure becomes the engine's event."""
         self.pending_publishes -= 1
-        if event.error is None:
+        error = event.error
+        if error is None:
             return None
-        return PublishFailed(event.decision, str(event.error))
+        return PublishFailed(event.decision, str(error), too_large=is_too_large(error))
 
     # -- the unplanned -----------------------------------------------------------------
     def _unplanned(self, decision: Decision[D], error: Exception) -> None:
@@ -268,7 +228,8 @@ class Executor(Generic[D]):
 
 
 class Published(Generic[D]):
-    """A publish finished (on the client's thread); handled on the loop thread."""
+    """A publish finished (on the client's thread, or at once if it could not be sent);
+    handled on the loop thread."""
 
     __slots__ = ("decision", "error")
 

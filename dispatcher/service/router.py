@@ -12,20 +12,15 @@ an unexpected failure dead-letters the message with reason ``internal_error``.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from typing import Any
 
-from dispatcher.adapters.pubsub import (
-    Delivery,
-    fitting_dead_letter_attributes,
-    is_too_large,
-    original_attributes,
-)
+from dispatcher.adapters.pubsub import Delivery, is_too_large, original_attributes
 from dispatcher.core.decisions import DeadLetter
 from dispatcher.core.intake import Intake, Refused
 from dispatcher.core.order import Reason
 from dispatcher.core.settings import Settings
 from dispatcher.logging import get_logger
+from dispatcher.service.copies import Copies
 from dispatcher.service.metrics import Metrics
 
 log = get_logger()
@@ -35,8 +30,8 @@ class Router:
     def __init__(self, settings: Settings, *, publisher: Any, metrics: Metrics) -> None:
         self._settings = settings
         self._intake = Intake(settings)
-        self._publisher = publisher
         self._metrics = metrics
+        self._copies: Copies[Delivery] = Copies(publisher, metrics=metrics, settle=self._settle)
         #: Set at shutdown: ack with Acknowledge calls, the stream is being closed.
         self.unary_acks: Any = None
 
@@ -75,52 +70,41 @@ class Router:
                 "size_class": ticket.size_class,
             }
         )
-        topic = self._settings.pubsub.class_topic_path(ticket.size_class)
-        self._publish(delivery, topic, attributes)
+        order_id = ticket.order_id
+        self._copies.copy(
+            (delivery,),
+            topic=self._settings.pubsub.class_topic_path(ticket.size_class),
+            attributes=attributes,
+            done=lambda error: self._routed(delivery, order_id, error),
+        )
 
     def _dead_letter(self, decision: DeadLetter[Delivery]) -> None:
         delivery = decision.receipt
-        self._metrics.dead_lettered(decision.reason)
-        log.warning(
-            "order_dead_lettered",
-            order_id=decision.order_id,
-            message_id=delivery.message_id,
-            reason=decision.reason.value,
-            detail=decision.detail,
-            stage=decision.stage,
+
+        def dead_lettered(error: BaseException | None) -> None:
+            # Too large even to dead-letter: already nacked, for Pub/Sub's policy to keep.
+            if error is not None and not is_too_large(error):
+                delivery.nack()  # Pub/Sub is refusing publishes: redelivery is the way on
+
+        self._copies.dead_letter(
+            decision, topic=self._settings.pubsub.dead_letter_topic_path(), done=dead_lettered
         )
-        topic = self._settings.pubsub.dead_letter_topic_path()
-        attributes = fitting_dead_letter_attributes(topic, delivery, decision)
-        if attributes is None:
-            self._too_large(delivery)
+
+    def _routed(self, delivery: Delivery, order_id: str, error: BaseException | None) -> None:
+        if error is None:
             return
-        self._publish(delivery, topic, attributes)
+        if is_too_large(error):  # the routing attributes pushed it over Pub/Sub's limit
+            detail = f"routed copy: {error}"
+            self._dead_letter(
+                DeadLetter((delivery,), Reason.INTERNAL_ERROR, detail, "route", order_id)
+            )
+        else:
+            delivery.nack()  # Pub/Sub is refusing publishes: redelivery is the way on
 
-    def _publish(self, delivery: Delivery, topic: str, attributes: dict[str, str]) -> None:
-        try:
-            future: Future[str] = self._publisher.publish(topic, delivery.data, **attributes)
-        except Exception as exc:
-            if is_too_large(exc):
-                self._too_large(delivery)
-                return
-            raise
-
-        def settle(done: Future[str]) -> None:
-            if done.exception() is None:
-                unary = self.unary_acks
-                if unary is None:
-                    delivery.ack()
-                else:
-                    unary.ack([delivery])
-            else:  # Pub/Sub is refusing publishes: redelivery is the only way forward
-                log.error(
-                    "publish_failed", message_id=delivery.message_id, error=str(done.exception())
-                )
-                delivery.nack()
-
-        future.add_done_callback(settle)
-
-    def _too_large(self, delivery: Delivery) -> None:
-        self._metrics.dead_letters_too_large.inc()
-        log.error("dead_letter_too_large", message_id=delivery.message_id)
-        delivery.nack()  # a poison message: Pub/Sub's own dead-letter policy stores it intact
+    def _settle(self, deliveries: list[Delivery]) -> None:
+        unary = self.unary_acks
+        if unary is not None:
+            unary.ack(deliveries)
+            return
+        for delivery in deliveries:
+            delivery.ack()

@@ -59,10 +59,7 @@ def script(blocks: list[markdown.Block]) -> str:
 
 @pytest.fixture(scope="module")
 def kubectl() -> Path:
-    path = tools.cluster_bin("kubectl")
-    if path is None:
-        tools.unavailable("kubectl not built: bash tests/cluster/build.sh")
-    return path
+    return tools.built_kubectl()
 
 
 @pytest.fixture(scope="module")

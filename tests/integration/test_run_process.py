@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,9 @@ import pytest
 import yaml
 
 from tests.integration.procs import DispatcherProcess
+from tests.unit.helpers import get
 
 pytestmark = pytest.mark.pubsub
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_run_with_sink_dir_then_sigterm(

@@ -64,10 +64,7 @@ def cluster(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture(scope="module")
 def kubectl() -> Path:
-    path = tools.cluster_bin("kubectl")
-    if path is None:
-        tools.unavailable("kubectl not built: bash tests/cluster/build.sh")
-    return path
+    return tools.built_kubectl()
 
 
 def _run(
@@ -380,25 +377,28 @@ def _attempts(wf: dict[str, Any], retry_node: dict[str, Any]) -> list[dict[str, 
     return sorted(attempts, key=lambda n: n["name"])
 
 
+def _e2e_objects(namespace: str, run_id: str) -> list[dict[str, Any]]:
+    """The dev overlay's objects an e2e run needs, made this run's: the template its e2e
+    variant, everything else (and every RBAC subject) in the test namespace."""
+    docs = []
+    for obj in tools.render(tools.OVERLAYS["dev"]):
+        if obj["kind"] not in E2E_KINDS or obj["metadata"]["name"] == "burst-dispatcher-config":
+            continue
+        obj = copy.deepcopy(obj)
+        if obj["kind"] == "WorkflowTemplate":
+            obj = _e2e_variant(obj, namespace, run_id)
+        elif obj["kind"] != "PriorityClass":
+            obj["metadata"]["namespace"] = namespace
+        for subject in obj.get("subjects", []):
+            subject["namespace"] = namespace
+        docs.append(obj)
+    return docs
+
+
 @pytest.fixture(scope="module")
 def e2e(cluster: Any, kubectl: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     run_id = uuid.uuid4().hex[:10]
-    objs = [
-        o
-        for o in tools.render(tools.OVERLAYS["dev"])
-        if o["kind"] in E2E_KINDS and o["metadata"]["name"] != "burst-dispatcher-config"
-    ]
-    docs = []
-    for obj in objs:
-        obj = copy.deepcopy(obj)
-        if obj["kind"] == "WorkflowTemplate":
-            obj = _e2e_variant(obj, cluster.namespace, run_id)
-        elif obj["kind"] != "PriorityClass":
-            obj["metadata"]["namespace"] = cluster.namespace
-        for subject in obj.get("subjects", []):
-            subject["namespace"] = cluster.namespace
-        docs.append(obj)
-    _apply(kubectl, cluster.kubeconfig, docs, dry_run=False)
+    _apply(kubectl, cluster.kubeconfig, _e2e_objects(cluster.namespace, run_id), dry_run=False)
     harness = E2E(cluster, tmp_path_factory.mktemp("e2e"), run_id)
     try:
         yield harness

@@ -33,6 +33,7 @@ from tests.manifests.test_cluster import (
     E2E_KINDS,
     _apply,
     _argolint,
+    _e2e_objects,
     _e2e_variant,
     _order,
     _plan_workflows,
@@ -56,23 +57,12 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         cluster = request.getfixturevalue("k8s_cluster")
     except pytest.FixtureLookupError:
         pytest.skip("k8s_cluster fixture not loaded (run without --noconftest)")
-    kubectl = tools.cluster_bin("kubectl")
-    if kubectl is None:
-        tools.unavailable("kubectl not built: bash tests/cluster/build.sh")
+    kubectl = tools.built_kubectl()
     run_id = uuid.uuid4().hex[:10]
-    docs = []
-    for obj in tools.render(tools.OVERLAYS["dev"]):
-        if obj["kind"] not in E2E_KINDS or obj["metadata"]["name"] == "burst-dispatcher-config":
-            continue
-        obj = copy.deepcopy(obj)
+    docs = _e2e_objects(cluster.namespace, run_id)
+    for obj in docs:
         if obj["kind"] == "WorkflowTemplate":
-            obj = _e2e_variant(obj, cluster.namespace, run_id)
             obj["metadata"]["name"] = f"order-pipeline-hostile-{run_id}"
-        elif obj["kind"] != "PriorityClass":
-            obj["metadata"]["namespace"] = cluster.namespace
-        for subject in obj.get("subjects", []):
-            subject["namespace"] = cluster.namespace
-        docs.append(obj)
     _apply(kubectl, cluster.kubeconfig, docs, dry_run=False)
     harness = E2E(cluster, tmp_path_factory.mktemp("hostile"), run_id)
     try:

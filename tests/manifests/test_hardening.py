@@ -12,31 +12,11 @@ import ast
 import re
 from typing import Any
 
-import pytest
-
 from dispatcher.config import Settings, parse_settings
 from dispatcher.core.render import WORKFLOW_PARAMETERS
 from tests.manifests import tools
 
 POLICY = "burst-dispatcher-workflows"
-
-
-def _render(name: str) -> list[dict[str, Any]]:
-    try:
-        return tools.render(tools.OVERLAYS[name])
-    except tools.ToolUnavailable as exc:
-        tools.unavailable(str(exc))
-
-
-@pytest.fixture(scope="module", params=tools.ENVIRONMENTS)
-def env(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def app(env: str) -> list[dict[str, Any]]:
-    return _render(env)
 
 
 def _settings(app: list[dict[str, Any]]) -> Settings:
@@ -130,7 +110,7 @@ def test_only_the_exit_handler_reads_workflows_and_publishes_results(
 
 
 def test_only_the_exit_handlers_gcp_identity_may_publish_results(env: str) -> None:
-    infra = _render(f"infra-{env}")
+    infra = tools.rendered(f"infra-{env}")
     publishers = [
         m["spec"]["member"]
         for m in tools.find(infra, "IAMPolicyMember")

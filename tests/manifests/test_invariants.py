@@ -92,29 +92,6 @@ WORKFLOW_RULES = [
 ]
 
 
-def _render(name: str) -> list[dict[str, Any]]:
-    try:
-        return tools.render(tools.OVERLAYS[name])
-    except tools.ToolUnavailable as exc:
-        tools.unavailable(str(exc))
-
-
-@pytest.fixture(scope="module", params=tools.ENVIRONMENTS)
-def env(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def app(env: str) -> list[dict[str, Any]]:
-    return _render(env)
-
-
-@pytest.fixture(scope="module")
-def infra(env: str) -> list[dict[str, Any]]:
-    return _render(f"infra-{env}")
-
-
 @pytest.fixture(scope="module")
 def settings(app: list[dict[str, Any]]) -> Settings:
     config_map = tools.one(app, "ConfigMap", "burst-dispatcher-config")

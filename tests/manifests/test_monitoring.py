@@ -13,29 +13,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-
 from dispatcher.service.metrics import Metrics
 from tests.manifests import tools
-from tests.manifests.test_invariants import _read_subscriptions, _render, _short, settings
+from tests.manifests.test_invariants import _read_subscriptions, _short, settings
 
 __all__ = ["settings"]  # the fixture, reused
-
-
-@pytest.fixture(scope="module", params=tools.ENVIRONMENTS)
-def env(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def app(env: str) -> list[dict[str, Any]]:
-    return _render(env)
-
-
-@pytest.fixture(scope="module")
-def infra(env: str) -> list[dict[str, Any]]:
-    return _render(f"infra-{env}")
 
 
 def _queries(infra: list[dict[str, Any]]) -> list[str]:

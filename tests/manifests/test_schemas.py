@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.manifests import tools
+from tests.manifests.crd_schema import crd_schema, schema_errors
 
 # Every Config Connector kind the infra overlays declare (all of them in every environment).
 KCC_KINDS = {
@@ -41,35 +42,28 @@ def keda_crds() -> list[dict[str, Any]]:
         tools.unavailable(str(exc))
 
 
-def _render(name: str) -> list[dict[str, Any]]:
-    try:
-        return tools.render(tools.OVERLAYS[name])
-    except tools.ToolUnavailable as exc:
-        tools.unavailable(str(exc))
-
-
 @pytest.mark.parametrize("env", tools.ENVIRONMENTS)
 def test_keda_objects_match_the_keda_crds(env: str, keda_crds: list[dict[str, Any]]) -> None:
     checked = 0
-    for obj in _render(env):
+    for obj in tools.rendered(env):
         if not obj["apiVersion"].startswith("keda.sh/"):
             continue
-        schema = tools.crd_schema(keda_crds, obj["apiVersion"], obj["kind"])
-        errors = list(tools.schema_errors(obj, schema))
+        schema = crd_schema(keda_crds, obj["apiVersion"], obj["kind"])
+        errors = list(schema_errors(obj, schema))
         assert not errors, f"{obj['kind']}/{obj['metadata']['name']}: {errors}"
         checked += 1
     assert checked == 2  # ScaledObject + TriggerAuthentication
 
 
 def test_keda_schema_check_can_fail(keda_crds: list[dict[str, Any]]) -> None:
-    schema = tools.crd_schema(keda_crds, "keda.sh/v1alpha1", "ScaledObject")
+    schema = crd_schema(keda_crds, "keda.sh/v1alpha1", "ScaledObject")
     bad = {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
         "metadata": {"name": "x"},
         "spec": {"scaleTargetRef": {"name": "d"}, "minReplicas": 1, "triggers": [{}]},
     }
-    errors = list(tools.schema_errors(bad, schema))
+    errors = list(schema_errors(bad, schema))
     assert ".spec.minReplicas: unknown field" in errors
     assert ".spec.triggers[0].type: required" in errors
 
@@ -87,20 +81,18 @@ def test_config_connector_objects_match_the_real_crds(
     env: str, kcc_crds: list[dict[str, Any]]
 ) -> None:
     kinds = set()
-    for obj in _render(f"infra-{env}"):
+    for obj in tools.rendered(f"infra-{env}"):
         if not obj["apiVersion"].endswith(".cnrm.cloud.google.com/v1beta1"):
             continue
-        schema = tools.crd_schema(kcc_crds, obj["apiVersion"], obj["kind"])
-        errors = list(tools.schema_errors(obj, schema))
+        schema = crd_schema(kcc_crds, obj["apiVersion"], obj["kind"])
+        errors = list(schema_errors(obj, schema))
         assert not errors, f"{obj['kind']}/{obj['metadata']['name']}: {errors}"
         kinds.add(obj["kind"])
     assert kinds == KCC_KINDS
 
 
 def test_config_connector_check_can_fail(kcc_crds: list[dict[str, Any]]) -> None:
-    schema = tools.crd_schema(
-        kcc_crds, "container.cnrm.cloud.google.com/v1beta1", "ContainerNodePool"
-    )
+    schema = crd_schema(kcc_crds, "container.cnrm.cloud.google.com/v1beta1", "ContainerNodePool")
     bad = {
         "spec": {
             "clusterRef": {"name": "c"},
@@ -112,7 +104,7 @@ def test_config_connector_check_can_fail(kcc_crds: list[dict[str, Any]]) -> None
             },
         }
     }
-    assert list(tools.schema_errors(bad, schema)) == [
+    assert list(schema_errors(bad, schema)) == [
         ".spec.autoscaling.totalMaxNodeCount: expected integer, got str",
         ".spec.nodeConfig.spott: unknown field",
         ".spec.nodeConfig.taint[0].effect: required",

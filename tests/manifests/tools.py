@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -124,6 +123,23 @@ def render_text(path: Path) -> str:
 
 def render(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(render_text(path)) if doc]
+
+
+def built_kubectl() -> Path:
+    """The kubectl tests/cluster/build.sh built; skips, or fails in CI, without it."""
+    path = cluster_bin("kubectl")
+    if path is None:
+        unavailable("kubectl not built: bash tests/cluster/build.sh")
+    return path
+
+
+def rendered(overlay: str) -> list[dict[str, Any]]:
+    """The objects of one overlay by name (``OVERLAYS``); skips, or fails in CI, without the
+    tools."""
+    try:
+        return render(OVERLAYS[overlay])
+    except ToolUnavailable as exc:
+        unavailable(str(exc))
 
 
 def find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
@@ -238,59 +254,3 @@ def install_crds(kubectl: Path, kubeconfig: str, crds: list[dict[str, Any]]) -> 
     )
     if proc.returncode != 0:
         raise AssertionError(f"CRDs not Established:\n{proc.stderr}")
-
-
-def crd_schema(crds: list[dict[str, Any]], api_version: str, kind: str) -> dict[str, Any]:
-    group, _, version = api_version.partition("/")
-    for crd in crds:
-        spec = crd["spec"]
-        if spec["group"] != group or spec["names"]["kind"] != kind:
-            continue
-        for served in spec["versions"]:
-            if served["name"] == version:
-                schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
-                return schema
-    raise KeyError(f"no CRD for {api_version} {kind}")
-
-
-def schema_errors(value: Any, schema: dict[str, Any], path: str = "") -> Iterator[str]:
-    """Structural-schema check as the API server does it: unknown fields (what strict field
-    validation rejects), types, enums and required fields. Enough to catch a misspelt field."""
-    if schema.get("x-kubernetes-int-or-string"):
-        if not isinstance(value, (int, str)) or isinstance(value, bool):
-            yield f"{path}: expected int or string"
-        return
-    kind = schema.get("type")
-    checks: dict[str, type | tuple[type, ...]] = {
-        "object": dict,
-        "array": list,
-        "string": str,
-        "boolean": bool,
-        "integer": int,
-        "number": (int, float),
-    }
-    if kind in checks and not isinstance(value, checks[kind]):
-        yield f"{path or '.'}: expected {kind}, got {type(value).__name__}"
-        return
-    if kind in ("integer", "number") and isinstance(value, bool):
-        yield f"{path}: expected {kind}, got bool"
-    if "enum" in schema and value not in schema["enum"]:
-        yield f"{path}: {value!r} not in {schema['enum']}"
-    if isinstance(value, dict):
-        props = schema.get("properties")
-        extra = schema.get("additionalProperties")
-        for req in schema.get("required", []):
-            if req not in value:
-                yield f"{path}.{req}: required"
-        for key, sub in value.items():
-            if props is not None and key in props:
-                yield from schema_errors(sub, props[key], f"{path}.{key}")
-            elif isinstance(extra, dict):
-                yield from schema_errors(sub, extra, f"{path}.{key}")
-            elif props is not None and not schema.get("x-kubernetes-preserve-unknown-fields"):
-                if path == "" and key in ("apiVersion", "kind", "metadata"):
-                    continue
-                yield f"{path}.{key}: unknown field"
-    elif isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            yield from schema_errors(item, schema["items"], f"{path}[{i}]")

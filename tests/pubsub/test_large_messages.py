@@ -4,15 +4,15 @@ Why: production has no receive limit on its channel, the emulator channel the cl
 itself has gRPC's 4 MiB one, so without the factories in ``dispatcher.adapters.pubsub_clients``
 such a message never arrives in a test. And a dead letter adds attributes to a message that
 just fit: it must be stored (compactly if need be) or reported as too large with the delivery
-untouched, never raise, and the order must end up stored intact somewhere.
+untouched, never raise, and the order must end up stored intact somewhere. The dead letters
+here go through the service's own executor and router, as in production.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,31 +20,29 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from dispatcher.adapters.pubsub import (
-    DeadLetterPublisher,
     compact_dead_letter_attributes,
     dead_letter_attributes,
+    fitting_dead_letter_attributes,
 )
-from dispatcher.adapters.pubsub_limits import TooLargeToDeadLetter, max_data_bytes
+from dispatcher.adapters.pubsub_limits import max_data_bytes
 from dispatcher.core.decisions import DeadLetter
 from dispatcher.core.order import Reason
+from dispatcher.core.outcomes import Outcome, PublishFailed
+from dispatcher.service.executor import Published
+from dispatcher.service.metrics import Metrics
+from dispatcher.service.router import Router
 from tests.pubsub.plugin import (
     MakeTopicSubscription,
     PubSubClients,
     TopicSubscription,
 )
+from tests.pubsub.test_emulator import streaming_pull, wait_for
+from tests.unit.helpers import settings, twin_executor
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.large_messages]
 
 NEAR_LIMIT = 9_999_800
 DEADLINE_S = 60.0
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Observed:
@@ -86,17 +84,6 @@ class Inbox:
         self._later(message)
 
 
-@contextlib.contextmanager
-def streaming(clients: PubSubClients, subscription: str, inbox: Inbox) -> Iterator[None]:
-    future = clients.subscriber.subscribe(subscription, inbox)
-    try:
-        yield
-    finally:
-        future.cancel()
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)
-
-
 def read_back(clients: PubSubClients, subscription: str) -> Any:
     """One message from ``subscription`` by unary pull (acked), within the deadline."""
     deadline = time.monotonic() + DEADLINE_S
@@ -113,9 +100,13 @@ def body(size: int) -> bytes:
     return (b"0123456789abcdef" * (size // 16 + 1))[:size]
 
 
-def dead_letter(detail: str) -> DeadLetter[Any]:
+def dead_letter(detail: str, delivery: Any = None) -> DeadLetter[Any]:
     return DeadLetter(
-        receipts=(None,), reason=Reason.BODY_TOO_LARGE, detail=detail, stage="intake", order_id=None
+        receipts=(delivery,),
+        reason=Reason.BODY_TOO_LARGE,
+        detail=detail,
+        stage="intake",
+        order_id=None,
     )
 
 
@@ -126,8 +117,8 @@ def test_a_message_near_the_limit_arrives_through_the_factory_channel(
     data = body(9_900_000)
     pubsub_clients.publisher.publish(names.topic, data, order_id="o-big").result(timeout=60)
     inbox = Inbox()
-    with streaming(pubsub_clients, names.subscription, inbox):
-        wait_for(lambda: inbox.first is not None, "the 9.9 MB message")
+    with streaming_pull(pubsub_clients, names.subscription, inbox):
+        wait_for(lambda: inbox.first is not None, DEADLINE_S, "the 9.9 MB message")
         assert inbox.first is not None
         assert inbox.first.data == data and inbox.first.attributes["order_id"] == "o-big"
         inbox.first.ack()
@@ -142,25 +133,31 @@ def test_a_message_near_the_limit_arrives_through_the_factory_channel(
 
 def dead_letter_through_the_emulator(
     clients: PubSubClients, names: TopicSubscription, size: int, detail: str
-) -> tuple[Observed, dict[str, str] | None, list[tuple[bool, BaseException | None]]]:
-    """Publish an order of ``size`` bytes, receive it, dead-letter it; return what happened."""
+) -> tuple[Observed, dict[str, str] | None, Outcome[Any] | None]:
+    """Publish an order of ``size`` bytes, receive it, dead-letter it with the service's
+    executor; return the delivery, the attributes chosen, and the engine's outcome."""
     assert names.dead_letter_topic is not None
     clients.publisher.publish(names.topic, body(size), tenant="acme").result(timeout=60)
     inbox = Inbox(later=lambda m: m.nack())
-    outcomes: list[tuple[bool, BaseException | None]] = []
-    with streaming(clients, names.subscription, inbox):
-        wait_for(lambda: inbox.first is not None, "the order")
+    events: list[object] = []
+    executor = twin_executor(
+        post=events.append, publisher=clients.publisher, dead_letter_topic=names.dead_letter_topic
+    )
+    with streaming_pull(clients, names.subscription, inbox):
+        wait_for(lambda: inbox.first is not None, DEADLINE_S, "the order")
         delivery = inbox.first
         assert delivery is not None
-        publisher = DeadLetterPublisher(clients.publisher, names.dead_letter_topic)
-        expected = publisher.attributes_for(delivery, dead_letter(detail))
-        publisher.publish(delivery, dead_letter(detail), on_done=lambda *o: outcomes.append(o))
-        wait_for(lambda: bool(outcomes), "the dead letter's outcome")
-        if outcomes[0][0] is False:
-            # What the executor leaves to Pub/Sub: redeliveries until its policy takes over.
-            delivery.nack()
-            wait_for(lambda: inbox.deliveries >= 5, "Pub/Sub's dead-letter policy")
-    return delivery, expected, outcomes
+        decision = dead_letter(detail, delivery)
+        expected = fitting_dead_letter_attributes(names.dead_letter_topic, delivery, decision)
+        executor.carry_out([decision])  # never raises
+        wait_for(lambda: bool(events), DEADLINE_S, "the dead letter's outcome")
+        (published,) = events
+        assert isinstance(published, Published)
+        outcome = executor.published(published)
+        if outcome is not None:
+            # The executor nacked it: redeliveries until Pub/Sub's policy takes over.
+            wait_for(lambda: inbox.deliveries >= 5, DEADLINE_S, "Pub/Sub's dead-letter policy")
+    return delivery, expected, outcome
 
 
 def test_dead_letter_of_a_near_limit_order_never_raises_and_the_order_is_kept(
@@ -168,19 +165,50 @@ def test_dead_letter_of_a_near_limit_order_never_raises_and_the_order_is_kept(
 ) -> None:
     names = make_topic_subscription(prefix="dlbig", max_delivery_attempts=5)
     assert names.dead_letter_subscription is not None
-    delivery, expected, outcomes = dead_letter_through_the_emulator(
+    delivery, expected, outcome = dead_letter_through_the_emulator(
         pubsub_clients, names, NEAR_LIMIT, "body of 9999800 bytes is over max_order_bytes"
     )
     stored = read_back(pubsub_clients, names.dead_letter_subscription)
     assert stored.data == body(NEAR_LIMIT)
-    [(ok, error)] = outcomes
     if expected is None:
-        assert not ok and isinstance(error, TooLargeToDeadLetter)
-        assert delivery.settlements == ["nack"]  # only the test's own nack, after the report
+        assert isinstance(outcome, PublishFailed) and outcome.too_large
+        assert delivery.settlements == ["nack"]  # the executor's, for Pub/Sub's policy
         assert stored.attributes["tenant"] == "acme" and "dlq_reason" not in stored.attributes
     else:
-        assert ok and delivery.settlements == ["ack"]
+        assert outcome is None and delivery.settlements == ["ack"]
         assert dict(stored.attributes) == expected
+
+
+def test_the_router_leaves_a_near_limit_order_whole_to_pubsubs_policy(
+    pubsub_clients: PubSubClients, make_topic_subscription: MakeTopicSubscription
+) -> None:
+    """class_topics mode: the intake refuses the body; its dead letter fits nowhere."""
+    names = make_topic_subscription(prefix="rtbig", max_delivery_attempts=5)
+    assert names.dead_letter_topic is not None and names.dead_letter_subscription is not None
+    base = settings()
+    cfg = base.model_copy(
+        update={
+            "pubsub": base.pubsub.model_copy(update={"dead_letter_topic": names.dead_letter_topic})
+        }
+    )
+    metrics = Metrics()
+    router = Router(cfg, publisher=pubsub_clients.publisher, metrics=metrics)
+    pubsub_clients.publisher.publish(names.topic, body(NEAR_LIMIT), tenant="acme").result(60)
+    inbox = Inbox(later=lambda m: m.nack())
+    with streaming_pull(pubsub_clients, names.subscription, inbox):
+        wait_for(lambda: inbox.first is not None, DEADLINE_S, "the order")
+        delivery = inbox.first
+        assert delivery is not None
+        router.on_message(delivery)  # never raises into the client's callback
+        wait_for(
+            lambda: bool(delivery.settlements), DEADLINE_S, "the router to settle the delivery"
+        )
+        assert delivery.settlements == ["nack"]
+        assert metrics.dead_letters_too_large._value.get() == 1
+        wait_for(lambda: inbox.deliveries >= 5, DEADLINE_S, "Pub/Sub's dead-letter policy")
+    stored = read_back(pubsub_clients, names.dead_letter_subscription)
+    assert stored.data == body(NEAR_LIMIT)
+    assert stored.attributes["tenant"] == "acme" and "dlq_reason" not in stored.attributes
 
 
 def test_a_dead_letter_that_fits_only_compact_is_stored_compact(
@@ -212,11 +240,11 @@ def test_a_dead_letter_that_fits_only_compact_is_stored_compact(
         names.dead_letter_topic, compact_dead_letter_attributes(stand_in, dead_letter(detail))
     )
     size = (full + compact) // 2
-    delivery, expected, outcomes = dead_letter_through_the_emulator(
+    delivery, expected, outcome = dead_letter_through_the_emulator(
         pubsub_clients, names, size, detail
     )
     assert expected == compact_dead_letter_attributes(delivery, dead_letter(detail))
-    assert outcomes == [(True, None)] and delivery.settlements == ["ack"]
+    assert outcome is None and delivery.settlements == ["ack"]
     stored = read_back(pubsub_clients, names.dead_letter_subscription)
     assert stored.data == body(size) and dict(stored.attributes) == expected
     assert set(expected) == {

@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
-from dispatcher.adapters.ledger_memory import MemoryLedger
-from dispatcher.adapters.pubsub_memory_publisher import MemoryPublisher
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.core.clock import monotonic
 from dispatcher.core.engine import Engine
@@ -23,7 +21,7 @@ from dispatcher.core.flights import EngineConfig
 from dispatcher.service.executor import Executor
 from dispatcher.service.loop import MAX_EVENTS_PER_TURN, Runner
 from dispatcher.service.metrics import Metrics
-from tests.unit.helpers import settings
+from tests.unit.helpers import settings, twin_executor
 
 
 @dataclass
@@ -76,16 +74,7 @@ def runner_on_twins(sink: MemorySink, metrics: Metrics) -> Runner:
     )
 
     def make_executor(*, post: Callable[[object], None], submit: Callable[..., Any]) -> Executor:
-        return Executor(
-            sink=sink,
-            publisher=MemoryPublisher(),
-            ledger=MemoryLedger(),
-            dead_letter_topic="projects/p/topics/dead-letter",
-            repark_topic=lambda _size_class: "projects/p/topics/orders",
-            post=post,
-            submit=submit,
-            metrics=metrics,
-        )
+        return twin_executor(post=post, submit=submit, sink=sink, metrics=metrics)
 
     return Runner(
         engine,

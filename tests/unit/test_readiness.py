@@ -6,14 +6,13 @@ exception's own text (hostnames, URLs with credentials, paths).
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from dispatcher.adapters.http import OpsServer, Readiness
+from tests.unit.helpers import get
 
 SECRET = "https://user:hunter2@10.1.2.3/apis?token=abc"
 
@@ -35,14 +34,6 @@ def server() -> Iterator[OpsServer]:
     ops.start()
     yield ops
     ops.stop()
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_readyz_reports_codes_not_exception_text(server: OpsServer) -> None:

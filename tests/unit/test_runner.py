@@ -8,14 +8,13 @@ from typing import Any
 
 from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
 from dispatcher.adapters.kube_memory import MemoryWorkflowApi
-from dispatcher.adapters.ledger_memory import MemoryLedger
 from dispatcher.core.clock import FakeClock
 from dispatcher.core.engine import Engine
 from dispatcher.core.order import Reason
 from dispatcher.service.executor import Executor
 from dispatcher.service.loop import guarded, handle
 from dispatcher.service.metrics import Metrics
-from tests.unit.helpers import settings
+from tests.unit.helpers import settings, twin_executor
 
 BIG = 10**12
 
@@ -53,15 +52,8 @@ def loop() -> tuple[Engine[Any], Executor[Any], list[object], Publisher, MemoryW
     engine: Engine[Any] = Engine(
         settings(), cluster=LocalClusterState(), members=StaticMembers(), clock=FakeClock()
     )
-    executor: Executor[Any] = Executor(
-        sink=api,
-        publisher=publisher,
-        ledger=MemoryLedger(),
-        dead_letter_topic="dlq",
-        repark_topic=lambda _c: "intake",
-        post=events.append,
-        submit=lambda fn: fn(),
-        metrics=Metrics(),
+    executor = twin_executor(
+        post=events.append, publisher=publisher, sink=api, dead_letter_topic="dlq"
     )
     return engine, executor, events, publisher, api
 

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher.adapters.cluster_memory import LocalClusterState, StaticMembers
-from dispatcher.adapters.ledger_memory import MemoryLedger
-from dispatcher.adapters.pubsub_memory_publisher import MemoryPublisher
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import load_settings
 from dispatcher.core.clock import monotonic
@@ -17,7 +15,7 @@ from dispatcher.core.engine import Engine
 from dispatcher.core.flights import EngineConfig
 from dispatcher.service.executor import Executor
 from dispatcher.service.loop import Runner
-from dispatcher.service.metrics import Metrics
+from tests.unit.helpers import twin_executor
 
 
 @dataclass
@@ -53,16 +51,7 @@ def test_deliveries_reach_the_engine_and_the_loop_survives_them() -> None:
     sink = MemorySink()
 
     def make_executor(*, post: Any, submit: Any) -> Executor[Any]:
-        return Executor(
-            sink=sink,
-            publisher=MemoryPublisher(),
-            ledger=MemoryLedger(),
-            dead_letter_topic="projects/p/topics/dlq",
-            repark_topic=lambda _c: "projects/p/topics/orders",
-            post=post,
-            submit=submit,
-            metrics=Metrics(),
-        )
+        return twin_executor(post=post, submit=submit, sink=sink)
 
     runner = Runner(engine, make_executor=make_executor, clock=monotonic, create_workers=2)
     runner.start()
