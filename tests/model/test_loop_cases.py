@@ -1,0 +1,107 @@
+"""Runs of the loop model kept as explicit cases: each one broke the old loop (issue 8).
+
+Hypothesis finds such runs among thousands; these fixed sequences of the model's rules keep
+them in every test run, whatever the random search does. Each step is followed by the model's
+invariants, as in a generated run. Defects 7 and 8 of issue 8, shrunk from the runs that
+found them on the old loop (commit 4a52bcc).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from dispatcher.logging import configure
+from tests.model.test_loop_model import LoopModel
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> object:
+    configure("json", "critical")
+    yield
+    configure("json", "info")
+
+
+def run(steps: list[Callable[[LoopModel], object]]) -> LoopModel:
+    """The steps in order, the invariants after each, then the model's teardown."""
+    model = LoopModel()
+    for step in steps:
+        step(model)
+        model.no_order_in_two_workflows()
+        model.acks_only_when_safe()
+        model.backpressure_and_drain_spend_no_attempt()
+        model.caps_hold()
+        model.nothing_held_past_its_lease()
+    model.teardown()
+    return model
+
+
+def creates_land(model: LoopModel) -> None:
+    """Every create in flight reaches the API and succeeds."""
+    while any(r.creates for r in model.world.replicas):
+        model.run_create(0, "ok")
+
+
+def test_a_joiner_sees_only_itself_until_it_renews() -> None:
+    """Defect 8 at start-up: the joiner took the whole cap while its peer kept it too."""
+    model = run(
+        [
+            lambda m: m.publish_order(0, "small"),
+            lambda m: m.deliver(0, 0),
+            lambda m: m.time_passes(3.0),
+            creates_land,
+            lambda m: m.replica_joins(),
+            lambda m: m.publish_order(1, "small"),
+            lambda m: m.publish_order(2, "small"),
+            lambda m: m.deliver_backlog(0),
+            lambda m: m.time_passes(3.0),
+            creates_land,
+            lambda m: m.lease_renewed(1),
+            lambda m: m.lease_renewed(0),
+            lambda m: m.time_passes(3.0),
+        ]
+    )
+    assert model.world.api.live_in_class("small") <= model.caps["small"]
+
+
+def test_workflows_of_a_replica_that_is_gone_still_count() -> None:
+    """Defect 8 after a rollout: live Workflows keep their old label and count for nobody."""
+    model = run(
+        [
+            lambda m: m.replica_joins(),
+            lambda m: m.lease_renewed(0),
+            lambda m: m.lease_renewed(1),
+            lambda m: m.publish_order(0, "small"),
+            lambda m: m.deliver(0, 0),
+            lambda m: m.time_passes(3.0),
+            creates_land,
+            lambda m: m.replica_crashes_and_is_replaced(0),
+            lambda m: m.lease_renewed(0),
+            lambda m: m.lease_renewed(1),
+            lambda m: m.publish_order(1, "small"),
+            lambda m: m.publish_order(2, "small"),
+            lambda m: m.deliver_backlog(0),
+            lambda m: m.time_passes(3.0),
+            creates_land,
+        ]
+    )
+    assert model.world.api.live_in_class("small") <= model.caps["small"]
+
+
+@pytest.mark.parametrize("edit", ["environment", "template", "node_pool", "name_prefix"])
+def test_a_reload_that_edits_more_than_limits_changes_nothing(edit: str) -> None:
+    """Defect 7: an edit of live and non-live fields together was half applied."""
+    model = run(
+        [
+            lambda m: m.publish_order(0, "large"),
+            lambda m: m.reload(0, None),
+            lambda m: m.deliver(0, 0),
+            lambda m: m.reload(1, edit),
+            lambda m: m.time_passes(3.0),
+            lambda m: m.reload(1, None),
+            creates_land,
+        ]
+    )
+    assert model.render_breaches == []
+    assert any("o0-large" in w.order_ids for w in model.world.api.history)
