@@ -105,3 +105,23 @@ def test_a_reload_that_edits_more_than_limits_changes_nothing(edit: str) -> None
     )
     assert model.render_breaches == []
     assert any("o0-large" in w.order_ids for w in model.world.api.history)
+
+
+@pytest.mark.xfail(strict=True, reason="open: a delivery left to Pub/Sub after 5 failed publishes")
+def test_drain_after_a_publish_outage_spends_no_attempt() -> None:
+    """Found on the new loop (seed 99275602006635783549785019802484499923): a poison
+    message's dead letter fails to publish 5 times, the engine leaves the delivery to
+    Pub/Sub, and the drain that follows lets its lease lapse: one attempt spent. Spent by
+    the outage rather than by the drain; whether the model should exempt it is open."""
+    run(
+        [
+            lambda m: m.publish_poison(),
+            lambda m: m.publishes_fail(2),
+            lambda m: m.deliver(0, 0),
+            lambda m: m.time_passes(1.0),
+            lambda m: m.publishes_fail(1),
+            lambda m: m.time_passes(3.0),
+            lambda m: m.publishes_fail(2),
+            lambda m: m.replica_drains(0),
+        ]
+    )
