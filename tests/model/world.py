@@ -7,6 +7,7 @@ at a time so hypothesis can interleave deliveries, outcomes, faults and membersh
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -181,7 +182,9 @@ class World:
             self.renew(other)
 
 
+@functools.cache
 def model_settings() -> Settings:
+    """The default file with small limits; parsed once (settings are immutable values)."""
     base = load_settings(environ={})
     classes = [
         c.model_copy(
