@@ -7,10 +7,9 @@ at a time so hypothesis can interleave deliveries, outcomes, faults and membersh
 
 from __future__ import annotations
 
+import functools
 import itertools
-import json
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,117 +20,25 @@ from dispatcher.config import Settings, load_settings
 from dispatcher.core.clock import FakeClock
 from dispatcher.core.engine import Engine
 from dispatcher.core.flights import EngineConfig
-from dispatcher.core.limits import LimitsChanged, limits_of
 from dispatcher.service.executor import Executor
 from dispatcher.service.loop import guarded, handle
 from dispatcher.service.metrics import Metrics
-
-DLQ = "projects/p/topics/orders-dead-letter"
-INTAKE = "projects/p/topics/orders"
-
-
-@dataclass
-class Message:
-    message_id: str
-    data: bytes
-    attributes: dict[str, str]
-    order_id: str | None
-    attempts: int = 0
-    acked: bool = False
-    leases: set[int] = field(default_factory=set)
-
-
-class Delivery:
-    """One delivery of a message (its own ack id); acks of a lapsed lease are ignored."""
-
-    def __init__(self, broker: Broker, message: Message, lease: int) -> None:
-        self._broker, self._message, self._lease = broker, message, lease
-        self.data = message.data
-        self.attributes = dict(message.attributes)
-        self.message_id = message.message_id
-        self.publish_time = None
-        self.delivery_attempt = message.attempts + 1
-
-    def ack(self) -> None:
-        self._broker.ack(self._message, self._lease)
-
-    def nack(self) -> None:
-        self._broker.nacks += 1
-        self._broker.lapse(self._message, self._lease)
-
-
-class Broker:
-    """A topic with one subscription, the dead-letter topic, and a publish port."""
-
-    def __init__(self) -> None:
-        self.messages: dict[str, Message] = {}
-        self.dead_letters: list[Message] = []
-        self.acked_unsafe: list[str] = []
-        self.nacks = 0
-        self.fail_publishes = 0
-        self._ids = itertools.count(1)
-        self.is_safe: Callable[[Message], bool] = lambda _m: True
-
-    def publish(self, topic: str, data: bytes, **attributes: str) -> Future[str]:
-        """The dispatcher's publish port (dead letters, re-parked copies); may fail."""
-        future: Future[str] = Future()
-        if self.fail_publishes:
-            self.fail_publishes -= 1
-            future.set_exception(RuntimeError("publish unavailable"))
-            return future
-        future.set_result(self.upstream(topic, data, **attributes))
-        return future
-
-    def upstream(self, topic: str, data: bytes, **attributes: str) -> str:
-        """A message as an upstream team publishes it (never fails in the model)."""
-        message_id = f"m{next(self._ids)}"
-        message = Message(message_id, data, attributes, _order_id(data))
-        if topic == DLQ:
-            self.dead_letters.append(message)
-        else:
-            self.messages[message_id] = message
-        return message_id
-
-    def available(self) -> list[Message]:
-        return [m for m in self.messages.values() if not m.acked and not m.leases]
-
-    def leased(self) -> list[Message]:
-        return [m for m in self.messages.values() if not m.acked and m.leases]
-
-    def deliver(self, message: Message) -> Delivery:
-        lease = next(self._ids)
-        message.leases.add(lease)
-        return Delivery(self, message, lease)
-
-    def ack(self, message: Message, lease: int) -> None:
-        if lease not in message.leases or message.acked:
-            return  # Pub/Sub ignores an ack for a lapsed lease
-        if not self.is_safe(message):
-            self.acked_unsafe.append(message.message_id)
-        message.acked = True
-        message.leases.clear()
-
-    def lapse(self, message: Message, lease: int) -> None:
-        """A lease ends without an ack (nack, crash): redelivered later, one attempt spent."""
-        if lease in message.leases:
-            message.leases.discard(lease)
-            if not message.leases:
-                message.attempts += 1
-
-
-def _order_id(data: bytes) -> str | None:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value.get("order_id") if isinstance(value, dict) else None
+from tests.model.broker import DLQ, INTAKE, Broker, Delivery
+from tests.model.reloads import ReloadTarget
 
 
 class ReplicaMembers:
-    def __init__(self, identity: str, members: list[str], *, settled: bool) -> None:
+    """One replica's own view of the membership: it changes only when this replica renews.
+
+    As the Lease-backed membership does, a replica starts seeing only itself; peers see it at
+    their next renewal (issue 8, defect 8).
+    """
+
+    def __init__(self, identity: str, *, settled: bool) -> None:
         self.identity = identity
-        self.current = sorted(members)
+        self.current = [identity]
         self.is_settled = settled
+        self.renewed = settled  # a joiner has not renewed since it joined
 
     def members(self) -> list[str]:
         return self.current
@@ -149,7 +56,6 @@ class Replica:
         *,
         settings: Settings,
         world: World,
-        members: list[str],
         settled: bool,
     ) -> None:
         self.identity = identity
@@ -159,7 +65,7 @@ class Replica:
         self.ledger = MemoryLedger(store=world.ledger_store, clock=world.clock)
         self.view = MemoryWorkflowView(world.api, ledger=self.ledger)
         self.view.sync()
-        self.members = ReplicaMembers(identity, members, settled=settled)
+        self.members = ReplicaMembers(identity, settled=settled)
         self.waiting_for: set[str] = set()  # peers that must renew before this one settles
         self.deliveries: list[Delivery] = []
         self.creates: list[Callable[[], None]] = []
@@ -191,6 +97,7 @@ class Replica:
             contains=self.view.contains,
         )
         self.draining = False
+        self.reload = ReloadTarget(settings, on_change=lambda event: self.step([event]))
 
     def _submit(self, create: Callable[[], None]) -> None:
         """A create (claim, then POST) leaves for the API; the model decides when it runs."""
@@ -221,9 +128,6 @@ class Replica:
         self.world.api.faults = []
         self.step()
 
-    def limits_changed(self, event: LimitsChanged) -> None:
-        self.step([event])
-
 
 @dataclass
 class World:
@@ -235,21 +139,17 @@ class World:
     claim_store: MemoryClaimStore = field(default_factory=MemoryClaimStore)
     replicas: list[Replica] = field(default_factory=list)
     names: Any = field(default_factory=lambda: itertools.count(1))
-    limits: LimitsChanged | None = None  # the ConfigMap's current limits, for new replicas
+    # The ConfigMap's content as last accepted (a refused edit is reverted): new replicas
+    # start from it, so every replica renders what ``settings`` renders.
+    config: Settings | None = None
 
     def start_replica(self) -> Replica:
         identity = f"r{next(self.names)}"
         peers = [r.identity for r in self.replicas]
         replica = Replica(
-            identity,
-            settings=self.settings,
-            world=self,
-            members=[*peers, identity],
-            settled=not peers,
+            identity, settings=self.config or self.settings, world=self, settled=not peers
         )
         replica.waiting_for = set(peers)
-        if self.limits is not None:
-            replica.limits_changed(self.limits)
         self.replicas.append(replica)
         return replica
 
@@ -261,11 +161,13 @@ class World:
         peer's renewal counts for a joiner only once the creates it admitted have landed.
         """
         replica.members.current = sorted(r.identity for r in self.replicas)
+        replica.members.renewed = True
         if replica.engine.in_flight():
             return
         for other in self.replicas:
             other.waiting_for.discard(replica.identity)
-            if not other.waiting_for and not other.members.is_settled:
+            ready = not other.waiting_for and other.members.renewed
+            if ready and not other.members.is_settled:
                 other.view.sync()
                 other.members.is_settled = True
 
@@ -280,7 +182,9 @@ class World:
             self.renew(other)
 
 
+@functools.cache
 def model_settings() -> Settings:
+    """The default file with small limits; parsed once (settings are immutable values)."""
     base = load_settings(environ={})
     classes = [
         c.model_copy(
@@ -298,16 +202,4 @@ def model_settings() -> Settings:
             "pubsub": base.pubsub.model_copy(update={"max_lease_seconds": 60}),
             "limits": base.limits.model_copy(update={"workflows_per_second": 2.0, "burst": 4}),
         }
-    )
-
-
-def with_caps(settings: Settings, cap: int) -> LimitsChanged:
-    limits = limits_of(settings)
-    return LimitsChanged(
-        type(limits)(
-            workflows_per_second=limits.workflows_per_second,
-            burst=limits.burst,
-            max_workflow_objects=limits.max_workflow_objects,
-            class_caps=dict.fromkeys(limits.class_caps, cap),
-        )
     )
