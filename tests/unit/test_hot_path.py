@@ -14,7 +14,11 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from dispatcher.core.classify import Classifier, Ticket, work_key
+from dispatcher.core.order import Order, Reason, Rejection, parse_order
 from dispatcher.core.order_data import _unique_keys, load_json
+from dispatcher.core.wire_size import stored_string_bytes
+from tests.unit.helpers import settings as make_settings
 
 CHECKS = settings(max_examples=300, deadline=None, derandomize=True)
 JSONISH = st.one_of(
@@ -55,3 +59,80 @@ def test_load_json_answers_as_json_loads_with_the_hook(text: str) -> None:
         assert mine[0] == "HugeIntegerError"
     else:
         assert mine == plain
+
+
+def plain_stored_string_bytes(text: str) -> int:
+    """The counting version, kept as the oracle of the fast path."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    size += text.count('"') + text.count("\\")
+    size += 5 * (text.count("<") + text.count(">") + text.count("&"))
+    size += 3 * (text.count("\u2028") + text.count("\u2029"))
+    return size + 5 * sum(1 for char in text if char < " ")
+
+
+TEXTS = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=60),
+    st.text(max_size=30),
+    st.sampled_from(['"', "\\", "<", ">", "&", "\x7f", "\x1f", "\u2028", " ", "~", "[", "]"]),
+)
+
+
+@CHECKS
+@given(TEXTS)
+@example('a"b')
+@example("a\x7fb")
+@example("a]b[c")
+def test_stored_string_bytes_matches_the_counting_version(text: str) -> None:
+    assert stored_string_bytes(text) == plain_stored_string_bytes(text)
+
+
+CFG = make_settings()
+CLASSIFIER = Classifier(CFG)
+
+
+def plain_item_json(order: Order) -> str:
+    """The item as ``json.dumps`` of a fresh dict writes it: the oracle of the hand-built one."""
+    item: dict[str, Any] = {
+        "input_uri": order.input.uri,
+        "order_id": order.order_id,
+        "params": order.params,
+        "priority": order.priority,
+        "size_bytes": order.input.size_bytes,
+        "work_key": work_key(order.order_id),
+    }
+    for step, default in CFG.optional_steps.items():
+        item[f"step_{step}"] = order.steps.get(step, default)
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+ORDERS = st.fixed_dictionaries(
+    {
+        "order_id": st.from_regex(r"[A-Za-z0-9é<&\"-]{1,20}", fullmatch=True),
+        "input": st.fixed_dictionaries(
+            {
+                "uri": st.from_regex(r"gs://b/[a-z<&\"]{1,10}", fullmatch=True),
+                "size_bytes": st.integers(0, 10**6),
+            }
+        ),
+    },
+    optional={
+        "steps": st.dictionaries(st.sampled_from([*CFG.optional_steps, "other"]), st.booleans()),
+        "priority": st.integers(-5, 5),
+        "params": st.dictionaries(st.text(max_size=4), st.integers() | st.text(max_size=4)),
+    },
+)
+
+
+@CHECKS
+@given(ORDERS)
+def test_tickets_carry_the_plain_item_and_refuse_unknown_steps(body: dict[str, Any]) -> None:
+    order = parse_order(json.dumps(body).encode(), {}, max_bytes=CFG.orders.max_order_bytes)
+    if isinstance(order, Rejection):
+        return  # the contract refused it (e.g. '{{' in a key): not this test's business
+    ticket = CLASSIFIER.ticket(order, now=0.0, receipt=0)
+    if "other" in body.get("steps", {}):
+        assert isinstance(ticket, Rejection) and ticket.reason is Reason.UNKNOWN_STEP
+        assert "['other']" in ticket.detail
+        return
+    assert isinstance(ticket, Ticket)
+    assert ticket.item_json == plain_item_json(order)
