@@ -13,6 +13,7 @@ from typing import Any
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from dispatcher.core.classify import Classifier, Ticket, work_key
 from dispatcher.core.order import Order, Reason, Rejection, parse_order
@@ -136,3 +137,47 @@ def test_tickets_carry_the_plain_item_and_refuse_unknown_steps(body: dict[str, A
         return
     assert isinstance(ticket, Ticket)
     assert ticket.item_json == plain_item_json(order)
+
+
+LOOSE_BODIES = st.dictionaries(
+    st.sampled_from(["order_id", "input", "steps", "priority", "params", "extra"]),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+        lambda inner: st.dictionaries(st.sampled_from(["uri", "size_bytes", "x"]), inner),
+        max_leaves=4,
+    ),
+)
+
+
+ODD_VALUES = st.one_of(
+    st.booleans(), st.none(), st.floats(allow_nan=False), st.sampled_from(["1", "gs://x", ""])
+)
+
+
+def with_one_odd_value(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """``body`` with the field at ``path`` (``input.size_bytes``) replaced by ``value``."""
+    changed = json.loads(json.dumps(body))
+    *parents, last = path.split(".")
+    target = changed
+    for part in parents:
+        target = target[part]
+    target[last] = value
+    return changed
+
+
+PATHS = ["order_id", "input", "input.uri", "input.size_bytes", "priority", "steps", "params"]
+NEAR_VALID = st.builds(with_one_odd_value, ORDERS, st.sampled_from(PATHS), ODD_VALUES)
+
+
+@CHECKS
+@given(ORDERS | LOOSE_BODIES | NEAR_VALID)
+def test_parse_order_validates_as_model_validate(body: dict[str, Any]) -> None:
+    result = parse_order(json.dumps(body).encode(), {}, max_bytes=CFG.orders.max_order_bytes)
+    try:
+        expected: Order | None = Order.model_validate(body)
+    except ValidationError:
+        expected = None
+    if expected is None:
+        assert isinstance(result, Rejection)
+    else:
+        assert result == expected
