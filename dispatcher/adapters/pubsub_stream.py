@@ -7,11 +7,12 @@ through an open stream's machinery, so each message is tagged with its subscript
 way in (one attribute, set in the callback), and :class:`UnaryAcks` acks closed-stream
 deliveries with plain ``Acknowledge`` calls, which need no stream.
 
-The callback runs on the client's own thread that releases the message (:class:`InlineScheduler`)
-instead of a hop through the client's default pool of ten threads: all it does is tag the
-message and put it in the runner's inbox, and the hop (a future, a queue and a thread wake-up per
-message) cost more than that. So no message ever waits in a callback queue either, and none can
-be nacked from one on close; ``await_callbacks_on_shutdown`` stays set for any scheduler.
+The engine's streams run their callback on the client's own thread that releases the message
+(:class:`InlineScheduler`) instead of a hop through the client's default pool of ten threads:
+all it does is tag the message and put it in the runner's inbox, and the hop (a future, a
+queue and a thread wake-up per message) cost more than that. So no message waits in a callback
+queue either, and none can be nacked from one on close. The router's stream, whose callback
+publishes, keeps the pool; ``await_callbacks_on_shutdown`` is set for both.
 """
 
 from __future__ import annotations
@@ -39,8 +40,13 @@ def open_stream(
     *,
     subscription: str,
     max_messages: int | None = None,
+    inline: bool = True,
 ) -> Any:
-    """One streaming pull whose messages remember where they came from."""
+    """One streaming pull whose messages remember where they came from.
+
+    ``inline``: ``put`` only enqueues, so it runs on the client's own thread; a callback that
+    does real work (the ``class_topics`` router publishes) keeps the client's thread pool.
+    """
 
     def on_message(message: Any) -> None:
         setattr(message, SUBSCRIPTION_ATTR, subscription)
@@ -50,7 +56,7 @@ def open_stream(
         subscription,
         callback=on_message,
         flow_control=flow_control(settings, max_messages),
-        scheduler=InlineScheduler(),
+        scheduler=InlineScheduler() if inline else None,
         await_callbacks_on_shutdown=True,
     )
 

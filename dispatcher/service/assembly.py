@@ -130,6 +130,7 @@ class Service:
                     ps,
                     self._router.on_message,
                     subscription=ps.subscription_path(),
+                    inline=False,  # the router publishes: not for the client's own thread
                 )
             )
         else:
