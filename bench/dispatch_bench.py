@@ -16,7 +16,11 @@ machine, on the load-grade Pub/Sub emulator (``fast``, started here), measures:
 the real ``KubeWorkflowSink`` against the local test cluster (``python -m tests.cluster``),
 where the Workflows created are deleted by label at the end.
 
-Modules: ``measure`` (emulator, CPU, RSS), ``workload`` (orders, sink, metrics),
+(a), (c) and the engine alone run ``--rounds`` times (default 5), (a) and (c) back to back in
+each round; the ratio is taken per round and the median round is reported with the spread
+(``rounds``): on a shared machine one pair of runs is not a measurement.
+
+Modules: ``measure`` (emulator, CPU, RSS), ``workload`` (orders, sink, metrics), ``rounds``,
 ``harness`` (Pub/Sub plumbing, the service), one per phase (``ceiling``, ``naive``,
 ``dispatcher_run``, ``latency``, ``held_memory``), ``report`` (targets, tables); this one is
 the command line.
@@ -39,8 +43,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.ceiling import phase_ceiling
-from bench.dispatcher_run import engine_alone, phase_dispatcher
 from bench.harness import Bench
 from bench.held_memory import hold_child, phase_hold
 from bench.latency import phase_latency
@@ -48,9 +50,12 @@ from bench.measure import fast_emulator
 from bench.naive import phase_naive
 from bench.report import judge, machine_facts, render
 from bench.results import PhaseResult
+from bench.rounds import median_round, rounds_report, run_rounds
+from dispatcher.service.assembly import settle_heap
 
 DEFAULT_ORDERS = {"memory": 20_000, "kube": 5_000}  # (a), (c): 50 orders per Workflow in (c)
 DEFAULT_NAIVE_ORDERS = {"memory": 20_000, "kube": 500}  # (b): one Workflow each, Argo runs them
+DEFAULT_ROUNDS = 5  # (a) and (c) side by side; the median round is reported (bench/rounds.py)
 
 console = Console(stderr=True)
 
@@ -67,6 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--naive-orders",
         type=int,
         help="orders for (b), one Workflow each (default: --orders; kube 500)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="rounds of (a), (c) and the engine alone; the median (c)/(a) round is reported "
+        f"(default {DEFAULT_ROUNDS})",
     )
     parser.add_argument(
         "--sink",
@@ -114,14 +126,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.sink == "kube":
                 bench.connect_kube()
-            phases: dict[str, PhaseResult] = {}
-            console.log(f"(a) ceiling: {orders:,} orders")
-            phases["ceiling"] = phase_ceiling(bench, orders)
-            console.log(f"(c) engine alone: {orders:,} orders, runner fed from memory, no Pub/Sub")
-            engine = engine_alone(bench, orders)
-            console.log(f"(c) dispatcher: {orders:,} orders from a backlog")
-            phases["dispatcher"] = phase_dispatcher(bench, orders)
-            bench.delete_workflows()
+            # The collector as a dispatcher process runs it, for (a) and (c) alike: one
+            # process, one set of rules, so the ratio compares the work and not the settings.
+            settle_heap()
+            rounds = run_rounds(bench, orders, max(1, args.rounds), log=console.log)
+            middle = median_round(rounds)
+            phases: dict[str, PhaseResult] = {
+                "ceiling": middle.ceiling,
+                "dispatcher": middle.dispatcher,
+            }
+            engine = middle.engine
+            spread = rounds_report(rounds)
             console.log(f"(c) latency: {latency_orders:,} orders at {args.latency_rate:,.0f}/s")
             latency = phase_latency(bench, latency_orders, args.latency_rate)
             bench.delete_workflows()
@@ -134,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.delete_workflows()
             bench.close()
-    targets = judge(phases, latency, hold)
-    render(phases, engine, latency, hold, targets, args.sink)
+    targets = judge(phases, latency, hold, spread)
+    render(phases, engine, latency, hold, targets, args.sink, spread)
     total = time.perf_counter() - started
     console.log(f"benchmark took {total:.0f} s")
     if args.json is not None:
@@ -146,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": facts,
             "phases": {k: asdict(v) for k, v in phases.items()},
             "engine_alone": engine,
+            "rounds": spread,
             "latency": None if latency is None else asdict(latency),
             "hold": None if hold is None else asdict(hold),
             "targets": [asdict(t) for t in targets],

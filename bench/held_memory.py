@@ -24,7 +24,7 @@ from dispatcher.adapters.cluster_memory import LocalClusterState
 from dispatcher.adapters.pubsub_clients import publisher_client, subscriber_client
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import load_settings
-from dispatcher.service.assembly import Service
+from dispatcher.service.assembly import Service, settle_heap
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,6 +85,7 @@ def hold_child(orders: int, subscription: str, dead_letter_topic: str) -> NoRetu
         metrics=metrics,
     )
     gc.collect()
+    settle_heap()  # as ``dispatcher run`` does before its service starts
     baseline, _ = rss_bytes()
     start = time.perf_counter()
     service.start()

@@ -24,16 +24,24 @@ TARGET_RSS_BYTES = 250_000_000  # 250 MB
 
 
 def judge(
-    phases: dict[str, PhaseResult], latency: LatencyResult | None, hold: HoldResult | None
+    phases: dict[str, PhaseResult],
+    latency: LatencyResult | None,
+    hold: HoldResult | None,
+    rounds: dict[str, Any] | None = None,
 ) -> list[Target]:
     targets: list[Target] = []
     ceiling, naive, dispatcher = phases["ceiling"], phases["naive"], phases["dispatcher"]
     ratio = dispatcher.orders_per_second / ceiling.orders_per_second
+    across = ""
+    if rounds is not None and rounds["rounds"] > 1:
+        low, high = rounds["ratio"]["min"], rounds["ratio"]["max"]
+        by_cpu = rounds["cpu_ratio"]["median"]
+        across = f"; median of {rounds['rounds']} rounds, {low:.0%}-{high:.0%}; by CPU {by_cpu:.0%}"
     targets.append(
         Target(
             "(c)/(a) throughput",
             f"{ratio:.0%} ({dispatcher.orders_per_second:,.0f} / "
-            f"{ceiling.orders_per_second:,.0f} orders/s)",
+            f"{ceiling.orders_per_second:,.0f} orders/s{across})",
             f">= {TARGET_RATIO:.0%}",
             ratio >= TARGET_RATIO,
         )
@@ -80,8 +88,11 @@ def render(
     hold: HoldResult | None,
     targets: list[Target],
     sink: str,
+    rounds: dict[str, Any] | None = None,
 ) -> None:
     out = Console(width=None if sys.stdout.isatty() else 160)
+    if rounds is not None:
+        out.print(rounds_table(rounds))
     table = Table(
         title=f"Throughput from a backlog (sink: {sink}; CPU in cores of {os.cpu_count()})"
     )
@@ -170,6 +181,36 @@ def render(
         verdict = "-" if t.met is None else "[green]met[/]" if t.met else "[red]MISSED[/]"
         verdicts.add_row(t.figure, t.measured, t.target, verdict)
     out.print(verdicts)
+
+
+def rounds_table(rounds: dict[str, Any]) -> Table:
+    """(a) and (c) round by round; the tables below show the median round."""
+    table = Table(title="(c)/(a) by round ((a) and (c) back to back; median round below)")
+    for column in ("round", "(a) orders/s", "(c) orders/s", "(c)/(a)", "by CPU", "engine µs"):
+        table.add_column(column, justify="right")
+    table.add_column("CPU machine (a) / (c)", justify="right")
+    for index, each in enumerate(rounds["each"], 1):
+        engine = each["engine_thread_us_per_order"]
+        table.add_row(
+            str(index),
+            f"{each['ceiling_orders_per_second']:,.0f}",
+            f"{each['dispatcher_orders_per_second']:,.0f}",
+            f"{each['ratio']:.0%}",
+            f"{each['cpu_ratio']:.0%}",
+            "-" if engine is None else f"{engine:.0f}",
+            f"{each['machine_cpu_ceiling']:.2f} / {each['machine_cpu_dispatcher']:.2f}",
+        )
+    ratio, by_cpu = rounds["ratio"], rounds["cpu_ratio"]
+    table.add_row(
+        "median",
+        f"{rounds['ceiling_orders_per_second']['median']:,.0f}",
+        f"{rounds['dispatcher_orders_per_second']['median']:,.0f}",
+        f"{ratio['median']:.0%} ({ratio['min']:.0%}-{ratio['max']:.0%})",
+        f"{by_cpu['median']:.0%} ({by_cpu['min']:.0%}-{by_cpu['max']:.0%})",
+        f"{rounds['engine_thread_us_per_order']['median']:.0f}",
+        "",
+    )
+    return table
 
 
 def machine_facts(sink: str) -> dict[str, Any]:

@@ -7,17 +7,23 @@ through an open stream's machinery, so each message is tagged with its subscript
 way in (one attribute, set in the callback), and :class:`UnaryAcks` acks closed-stream
 deliveries with plain ``Acknowledge`` calls, which need no stream.
 
-The stream is opened with ``await_callbacks_on_shutdown``: messages already handed to the
-callback queue are delivered to the dispatcher rather than nacked by the client on close.
+The engine's streams run their callback on the client's own thread that releases the message
+(:class:`InlineScheduler`) instead of a hop through the client's default pool of ten threads:
+all it does is tag the message and put it in the runner's inbox, and the hop (a future, a
+queue and a thread wake-up per message) cost more than that. So no message waits in a callback
+queue either, and none can be nacked from one on close. The router's stream, whose callback
+publishes, keeps the pool; ``await_callbacks_on_shutdown`` is set for both.
 """
 
 from __future__ import annotations
 
+import queue
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.cloud.pubsub_v1.subscriber.scheduler import Scheduler
 
 from dispatcher.adapters.pubsub import Delivery, flow_control
 from dispatcher.config import PubSubSettings
@@ -34,8 +40,13 @@ def open_stream(
     *,
     subscription: str,
     max_messages: int | None = None,
+    inline: bool = True,
 ) -> Any:
-    """One streaming pull whose messages remember where they came from."""
+    """One streaming pull whose messages remember where they came from.
+
+    ``inline``: ``put`` only enqueues, so it runs on the client's own thread; a callback that
+    does real work (the ``class_topics`` router publishes) keeps the client's thread pool.
+    """
 
     def on_message(message: Any) -> None:
         setattr(message, SUBSCRIPTION_ATTR, subscription)
@@ -45,8 +56,28 @@ def open_stream(
         subscription,
         callback=on_message,
         flow_control=flow_control(settings, max_messages),
+        scheduler=InlineScheduler() if inline else None,
         await_callbacks_on_shutdown=True,
     )
+
+
+class InlineScheduler(Scheduler):  # type: ignore[misc]  # the SDK ships no types
+    """Calls the callback at once, on the client's thread: only for a callback that never
+    blocks (``on_message`` above only enqueues). One per stream: ``queue`` carries that
+    stream's acks to its dispatcher thread, as the client's own scheduler's does."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
+
+    @property
+    def queue(self) -> queue.Queue[Any]:
+        return self._queue
+
+    def schedule(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        callback(*args, **kwargs)
+
+    def shutdown(self, await_msg_callbacks: bool = False) -> list[Any]:
+        return []  # nothing is ever waiting: every callback has run already
 
 
 class UnaryAcks:

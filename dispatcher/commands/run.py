@@ -77,7 +77,7 @@ def run_command(
     from dispatcher.adapters.pubsub_clients import publisher_client, subscriber_client
     from dispatcher.adapters.sinks import DirectorySink, WorkflowSink
     from dispatcher.core.ports import Claims, ClusterState, Members, OrderLedger
-    from dispatcher.service.assembly import Service
+    from dispatcher.service.assembly import Service, settle_heap
 
     settings = settings_or_exit(config_path)
     me = identity or socket.gethostname()
@@ -140,6 +140,7 @@ def run_command(
         ready=ready,
     )
     ops.start()
+    settle_heap()
     service.start()
     stop = threading.Event()
 

@@ -55,7 +55,10 @@ class Classifier:
             c.max_size_bytes if c.max_size_bytes is not None else 2**63 for c in self._classes
         ]
         self._steps = dict(settings.optional_steps)
+        self._step_names = frozenset(self._steps)
         self._sorted_steps = sorted(self._steps.items())
+        #: the step flags of an order that sets none (most orders): built once
+        self._default_flags = self._flags({})
         self._max_object_bytes = settings.orders.max_workflow_object_bytes
         self._schemes = frozenset(s.lower() for s in settings.orders.allowed_uri_schemes)
 
@@ -64,8 +67,8 @@ class Classifier:
         return self._classes[index] if index < len(self._classes) else None
 
     def ticket(self, order: Order, *, now: float, receipt: R) -> Ticket[R] | Rejection:
-        unknown = sorted(set(order.steps) - set(self._steps))
-        if unknown:
+        if order.steps and not self._step_names.issuperset(order.steps):
+            unknown = sorted(set(order.steps) - self._step_names)
             return Rejection(
                 Reason.UNKNOWN_STEP,
                 f"unknown optional step(s) {unknown}; known: {sorted(self._steps)}",
@@ -110,16 +113,18 @@ class Classifier:
         ``json.dumps`` of a fresh dict costs several times more.
         """
         encode = encode_basestring
-        steps = order.steps
-        flags = "".join(
-            f',"step_{step}":{"true" if steps.get(step, default) else "false"}'
-            for step, default in self._sorted_steps
-        )
+        flags = self._flags(order.steps) if order.steps else self._default_flags
         return (
             f'{{"input_uri":{encode(order.input.uri)},"order_id":{encode(order.order_id)},'
             f'"params":{_ENCODE(order.params) if order.params else "{}"},'
             f'"priority":{order.priority},"size_bytes":{order.input.size_bytes}{flags},'
             f'"work_key":"{work_key(order.order_id)}"}}'
+        )
+
+    def _flags(self, steps: dict[str, bool]) -> str:
+        return "".join(
+            f',"step_{step}":{"true" if steps.get(step, default) else "false"}'
+            for step, default in self._sorted_steps
         )
 
 

@@ -48,6 +48,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+#: One decoder for every order: ``json.loads(text, object_pairs_hook=...)`` builds a decoder
+#: and its C scanner on every call, which cost as much as the parse itself. The standard
+#: library shares its own default decoder between threads the same way; the scanner's only
+#: state is a cache of key strings, emptied after each document.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+_BOM = "\ufeff"
+
+
 def load_json(text: str) -> Any:
     """``json.loads`` without its leniency about duplicate keys.
 
@@ -57,7 +65,9 @@ def load_json(text: str) -> Any:
     ``ValueError`` (not JSON) or ``RecursionError`` (nested deeper than Python's stack allows).
     """
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        if text.startswith(_BOM):  # what json.loads says of a str with a byte order mark
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except DuplicateKeyError:
         raise
     except ValueError as exc:

@@ -9,11 +9,17 @@ that could never fit a Workflow before it is held.
 
 from __future__ import annotations
 
+import re
+
 # Room for the Workflow's metadata (managedFields included), labels and the non-order arguments.
 OBJECT_OVERHEAD_BYTES = 2048
 # Per order, besides its item and id: its message id in the message-ids annotation (Pub/Sub ids
 # are decimal, well under 26 digits, and quoted: escaped quotes take 4 bytes) and separators.
 PER_ORDER_OVERHEAD_BYTES = 32
+#: Printable ASCII other than ``&``, ``<``, ``>`` and the backslash: in such text Go escapes
+#: only ``"``. Nearly every order's text is of this kind, and one regular expression says so
+#: faster than the counts below.
+_PLAIN = re.compile(r"[ -%'-;=?-\[\]-~]*")
 
 
 def stored_string_bytes(text: str) -> int:
@@ -23,6 +29,8 @@ def stored_string_bytes(text: str) -> int:
     and U+2029 as ``\\u00XX``; control characters (none survive our own JSON encoding) take at
     most 6 bytes each.
     """
+    if _PLAIN.fullmatch(text):
+        return len(text) + text.count('"')
     size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     size += text.count('"') + text.count("\\")
     size += 5 * (text.count("<") + text.count(">") + text.count("&"))

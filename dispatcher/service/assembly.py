@@ -9,6 +9,7 @@ attempt spent), creates in flight finish, publishes settle.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,26 @@ from dispatcher.service.metrics import Metrics
 from dispatcher.service.router import Router
 
 log = get_logger()
+
+#: Allocations between two young-generation collections in a dispatcher process (Python's
+#: default is 700). See :func:`settle_heap`.
+GC_YOUNG_THRESHOLD = 7000
+
+
+def settle_heap() -> None:
+    """Make Python's cycle collector cheap for a long-running dispatcher process.
+
+    Called once per process, after the clients and the configuration exist and before orders
+    flow (``dispatcher run``; the benchmark does the same). ``gc.freeze()`` moves every object
+    alive then (imported modules, SDK clients: they live as long as the process) out of the
+    collector's reach, so a full collection no longer walks them; a larger young-generation
+    threshold makes collections ten times rarer. Measured (docs/performance.md): the collector
+    took 10-13 µs of CPU per order before, about 1 after. Nothing is freed later than before
+    except cyclic garbage, and orders make none: reference counting frees them as ever.
+    """
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 @dataclass
@@ -112,6 +133,7 @@ class Service:
                     ps,
                     self._router.on_message,
                     subscription=ps.subscription_path(),
+                    inline=False,  # the router publishes: not for the client's own thread
                 )
             )
         else:
