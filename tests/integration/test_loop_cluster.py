@@ -603,14 +603,6 @@ def test_a_rolling_restart_keeps_class_caps_counting_the_old_replicas_workflows(
 # -- the object cap, judged from the API server's history ----------------------------------------
 @pytest.mark.cluster
 @pytest.mark.pubsub
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: in about half the runs the WorkflowView's watch gets no event at all "
-    "after its list (its thread blocks in the socket read of an open watch; resourceVersion "
-    "stays at the list's; entries only from record_created), so deletions stay unseen and "
-    "objects_total stays at the cap, while the test's own watch saw every DELETED; a 30 s "
-    "watch timeout (was 240 s) did not help, so the stream itself is suspect",
-)
 def test_the_object_cap_holds_orders_until_workflows_are_deleted(
     make_space: Callable[..., Space],
     k8s_cluster: Any,
