@@ -110,6 +110,9 @@ def test_a_killed_replicas_share_comes_back_after_its_lease_expires(
         cap=cap,
         lease_seconds=lease,
     )
+    # Server-side flow control: neither replica can take the whole backlog, both get work.
+    pubsub = settings.pubsub.model_copy(update={"max_messages": 6})
+    settings = settings.model_copy(update={"pubsub": pubsub})
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     dead, survivor = f"{space.environment}-dead", f"{space.environment}-alive"
@@ -129,6 +132,7 @@ def test_a_killed_replicas_share_comes_back_after_its_lease_expires(
             poll(lambda: members.members() == sorted([dead, survivor]), 60, "both replicas")
             doomed.wait_for("ops_listening", timeout=60)
             poll(members.settled, 30, "the survivor to settle")
+            published = time.monotonic()
             publish(pubsub_clients, space.topic, *(order(i) for i in ids))
 
             def by(replica: str) -> int:
@@ -150,8 +154,10 @@ def test_a_killed_replicas_share_comes_back_after_its_lease_expires(
     counts = history.order_ids()
     assert set(counts) == set(ids) and max(counts.values()) == 1, counts
     assert history.peak_live["small"] <= cap, dict(history.peak_live)
-    # While the dead Lease lasted, the survivor kept to its share of two replicas.
+    # Up to the kill and while the dead Lease lasted, the survivor kept to (and used) its share
+    # of two replicas.
     assert history.peak(killed, alone, survivor) <= cap // 2, history.timeline
+    assert history.peak(published, alone, survivor) == cap // 2, history.timeline
     # Alone, it took the whole cap (once the dead replica's orphans had finished).
     assert history.peak(alone, done, survivor) == cap, history.timeline
     assert history.peak(0.0, done) <= cap
