@@ -26,12 +26,7 @@ from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import Settings
 from dispatcher.core.admission import HoldReason
 from dispatcher.core.render import (
-    ANNOTATION_ORDER_IDS,
-    LABEL_CLASS,
-    LABEL_ENVIRONMENT,
-    LABEL_MANAGED_BY,
     LABEL_REPLICA,
-    MANAGED_BY,
     WORKFLOW_PARAMETERS,
     workflow_name,
 )
@@ -41,6 +36,7 @@ from tests.integration.cluster_support import (
     DONE,
     TEMPLATE,
     History,
+    create_workflow,
     delete_workflows,
     ensure_test_template,
 )
@@ -472,26 +468,13 @@ def test_an_expired_workflow_watch_relists_and_still_sees_other_workflows(
         try:
             # Another replica's Workflow, made while the watches are being expired: only a
             # relist (or the watch that follows it) can tell this replica about it.
-            k8s.CustomObjectsApi(api).create_namespaced_custom_object(
-                "argoproj.io",
-                "v1alpha1",
+            create_workflow(
+                api,
                 namespace,
-                "workflows",
-                {
-                    "apiVersion": "argoproj.io/v1alpha1",
-                    "kind": "Workflow",
-                    "metadata": {
-                        "name": f"elsewhere-{space.environment}",
-                        "labels": {
-                            LABEL_ENVIRONMENT: space.environment,
-                            LABEL_CLASS: "small",
-                            LABEL_MANAGED_BY: MANAGED_BY,
-                            LABEL_REPLICA: "gone",
-                        },
-                        "annotations": {ANNOTATION_ORDER_IDS: json.dumps([done_elsewhere])},
-                    },
-                    "spec": {"workflowTemplateRef": {"name": TEMPLATE}},
-                },
+                name=f"elsewhere-{space.environment}",
+                environment=space.environment,
+                order_ids=[done_elsewhere],
+                replica="gone",
             )
             poll(lambda: faults.injected["410"] >= 4, 60, "four expired watches")
             poll(lambda: backend.view.contains(done_elsewhere), 60, "the view to see it")

@@ -8,24 +8,22 @@ check the guard that relists when the view counts a create the watch never confi
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
 from dispatcher.adapters.cluster_view import WorkflowView
 from dispatcher.core.render import (
-    ANNOTATION_ORDER_IDS,
-    LABEL_CLASS,
     LABEL_ENVIRONMENT,
-    LABEL_MANAGED_BY,
-    MANAGED_BY,
 )
-from tests.integration.cluster_support import TEMPLATE, delete_workflows, ensure_test_template
+from tests.integration.cluster_support import (
+    create_workflow,
+    delete_workflows,
+    ensure_test_template,
+)
 
 pytestmark = [pytest.mark.cluster]
 
@@ -48,29 +46,9 @@ def view_env(k8s_cluster: Any) -> Iterator[tuple[Any, str, str]]:
         delete_workflows(api, k8s_cluster.namespace, f"{LABEL_ENVIRONMENT}={environment}")
 
 
-def create_workflow(api: Any, namespace: str, environment: str, order_id: str) -> str:
+def make(api: Any, namespace: str, environment: str, order_id: str) -> str:
     name = f"view-{environment}-{order_id}"
-    k8s.CustomObjectsApi(api).create_namespaced_custom_object(
-        "argoproj.io",
-        "v1alpha1",
-        namespace,
-        "workflows",
-        {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Workflow",
-            "metadata": {
-                "name": name,
-                "labels": {
-                    LABEL_ENVIRONMENT: environment,
-                    LABEL_CLASS: "small",
-                    LABEL_MANAGED_BY: MANAGED_BY,
-                },
-                "annotations": {ANNOTATION_ORDER_IDS: json.dumps([order_id])},
-            },
-            "spec": {"workflowTemplateRef": {"name": TEMPLATE}},
-        },
-    )
-    return name
+    return create_workflow(api, namespace, name=name, environment=environment, order_ids=[order_id])
 
 
 def test_a_create_reported_after_its_deletion_is_not_counted(
@@ -80,7 +58,7 @@ def test_a_create_reported_after_its_deletion_is_not_counted(
     view = WorkflowView(api, namespace=namespace, environment=environment, identity="me")
     view.start()
     try:
-        name = create_workflow(api, namespace, environment, "late")
+        name = make(api, namespace, environment, "late")
         poll(lambda: view.objects_total() == 1, 30, "the watch's ADDED")
         delete_workflows(api, namespace, f"{LABEL_ENVIRONMENT}={environment}")
         poll(lambda: view.objects_total() == 0, 30, "the watch's DELETED")
@@ -107,7 +85,7 @@ def test_a_create_the_watch_never_confirms_is_dropped_by_a_relist(
     )
     view.start()
     try:
-        real = create_workflow(api, namespace, environment, "real")
+        real = make(api, namespace, environment, "real")
         poll(lambda: view.contains("real"), 30, "the watch's ADDED")
         relists = view.relists
         # Counted here, never on the server (say a 409 for a Workflow deleted just after).
