@@ -10,13 +10,23 @@ process memory would be empty after every restart or rollout.
 Live Workflows are counted by class *and* by the replica label that made them, so a replica
 can count every live Workflow of a class against the cap, its own against its share, and
 those of replicas that are gone (a rollout) as orphans shared out among the members.
+
+A create is counted as soon as this process made it (``record_created``), before the watch
+reports it; but the engine learns of a create only after the ledger has stored its order ids,
+which can be later than the watch's ADDED and even its DELETED. So names the watch saw go are
+remembered, and a late ``record_created`` cannot bring them back: it once kept deleted
+Workflows counted forever and held every order behind the object cap. As a guard against any
+other way of counting an object the server does not hold, a create the watch has not
+confirmed within ``confirm_seconds`` ends the watch and relists.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +48,8 @@ from dispatcher.logging import get_logger
 log = get_logger()
 
 WATCH_SECONDS = 30  # a watch that stalls silently is replaced within this; resuming is cheap
+CONFIRM_SECONDS = 10.0  # a create the watch has not reported by then means the view is stale
+GONE_REMEMBERED = 10_000  # deleted names kept so a late record_created cannot revive them
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +84,9 @@ class WorkflowView:
         environment: str,
         identity: str = "",
         ledger: OrderLedger | None = None,
+        watch_seconds: int = WATCH_SECONDS,
+        confirm_seconds: float = CONFIRM_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._objects_api = k8s.CustomObjectsApi(api)
         self._namespace = namespace
@@ -82,6 +97,12 @@ class WorkflowView:
         self._entries: dict[str, _Entry] = {}
         self._orders: dict[str, str] = {}
         self._live: dict[str, Counter[str]] = {}
+        self._gone: dict[str, None] = {}  # ordered set: oldest first
+        self._unconfirmed: dict[str, float] = {}  # recorded here, not yet seen by the watch
+        self._watch_seconds = watch_seconds
+        self._confirm_seconds = confirm_seconds
+        self._clock = clock
+        self.relists = 0
         self._resource_version = ""
         self._synced = threading.Event()
         self._stop = threading.Event()
@@ -107,8 +128,10 @@ class WorkflowView:
 
     def record_created(self, name: str, size_class: str, order_ids: tuple[str, ...]) -> None:
         with self._lock:
-            if name not in self._entries:
-                self._put(name, _Entry(size_class, True, self._identity, order_ids))
+            if name in self._entries or name in self._gone:
+                return  # already reported by the watch, or even already deleted
+            self._put(name, _Entry(size_class, True, self._identity, order_ids))
+            self._unconfirmed[name] = self._clock()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
@@ -165,12 +188,16 @@ class WorkflowView:
         with self._lock:
             for name in list(self._entries):
                 if name not in fresh:
-                    self._drop(name)
+                    self._gone_from_server(name)
             for name, entry in fresh.items():
-                self._put(name, entry)
+                self._seen(name, entry)
+        self.relists += 1
         self._synced.set()
 
     def _watch(self) -> None:
+        if self._stale():
+            self._resource_version = ""  # relist: the listing is the truth
+            return
         stream = k8s_watch.Watch().stream(
             self._objects_api.list_namespaced_custom_object,
             GROUP,
@@ -180,11 +207,14 @@ class WorkflowView:
             label_selector=self._selector,
             resource_version=self._resource_version,
             allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_SECONDS,
-            _request_timeout=(REQUEST_TIMEOUT[0], WATCH_SECONDS + 30),
+            timeout_seconds=self._watch_seconds,
+            _request_timeout=(REQUEST_TIMEOUT[0], self._watch_seconds + 30),
         )
         for event in stream:
             if self._stop.is_set():
+                return
+            if self._stale():
+                self._resource_version = ""
                 return
             kind, obj = event["type"], event["object"]
             if kind == "ERROR":
@@ -197,9 +227,30 @@ class WorkflowView:
             name = metadata["name"]
             with self._lock:
                 if kind == "DELETED":
-                    self._drop(name)
+                    self._gone_from_server(name)
                 else:
-                    self._put(name, entry_of(obj))
+                    self._seen(name, entry_of(obj))
+
+    def _stale(self) -> bool:
+        """True if a create recorded here went unreported by the watch for too long."""
+        with self._lock:
+            oldest = min(self._unconfirmed.values(), default=None)
+        if oldest is None or self._clock() - oldest < self._confirm_seconds:
+            return False
+        log.warning("workflow_watch_stale", unconfirmed=len(self._unconfirmed), action="relist")
+        return True
+
+    def _seen(self, name: str, entry: _Entry) -> None:
+        self._unconfirmed.pop(name, None)
+        self._gone.pop(name, None)  # the same name made again: it exists now
+        self._put(name, entry)
+
+    def _gone_from_server(self, name: str) -> None:
+        self._unconfirmed.pop(name, None)
+        self._drop(name)
+        self._gone[name] = None
+        if len(self._gone) > GONE_REMEMBERED:
+            del self._gone[next(iter(self._gone))]
 
     def _put(self, name: str, entry: _Entry) -> None:
         old = self._entries.get(name)

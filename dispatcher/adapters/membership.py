@@ -2,7 +2,8 @@
 
 The count and this replica's rank split the global limits into shares (see
 ``dispatcher.core.ratelimit.share`` and ``cap_share``) so that several replicas together keep
-to the configured rate and caps.
+to the configured rate and caps. Leases carry the environment label: two environments that
+share a namespace have limits of their own and must not split each other's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tenacity
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from dispatcher.core.render import LABEL_MANAGED_BY, MANAGED_BY
+from dispatcher.core.render import LABEL_ENVIRONMENT, LABEL_MANAGED_BY, MANAGED_BY
 from dispatcher.logging import get_logger
 
 log = get_logger()
@@ -31,10 +32,17 @@ class Membership:
     LABEL = "burst-dispatcher.io/replica-lease"
 
     def __init__(
-        self, api: k8s.ApiClient, *, namespace: str, identity: str, lease_seconds: int = 30
+        self,
+        api: k8s.ApiClient,
+        *,
+        namespace: str,
+        environment: str,
+        identity: str,
+        lease_seconds: int = 30,
     ) -> None:
         self._api = k8s.CoordinationV1Api(api)
         self._namespace = namespace
+        self._environment = environment
         self.identity = identity
         self._lease_seconds = lease_seconds
         self._members: list[str] = [identity]
@@ -92,7 +100,11 @@ class Membership:
         body = k8s.V1Lease(
             metadata=k8s.V1ObjectMeta(
                 name=self._lease_name(),
-                labels={self.LABEL: "true", LABEL_MANAGED_BY: MANAGED_BY},
+                labels={
+                    self.LABEL: "true",
+                    LABEL_MANAGED_BY: MANAGED_BY,
+                    LABEL_ENVIRONMENT: self._environment,
+                },
             ),
             spec=k8s.V1LeaseSpec(
                 holder_identity=self.identity,
@@ -111,6 +123,11 @@ class Membership:
         )
         alive = []
         for lease in leases.items:
+            # A Lease without the label comes from a release before it: still counted, so a
+            # rollout from that release never sees fewer peers than there are.
+            labels = (lease.metadata.labels if lease.metadata else None) or {}
+            if labels.get(LABEL_ENVIRONMENT, self._environment) != self._environment:
+                continue
             spec = lease.spec
             if spec is None or spec.renew_time is None or not spec.holder_identity:
                 continue

@@ -147,6 +147,13 @@ class ServiceSettings(_Strict):
     drain_seconds: float = Field(default=50, gt=0, le=3600)
     create_workers: int = Field(default=8, ge=1, le=128)
     reload_seconds: float = Field(default=10, gt=0, le=3600)
+    lease_seconds: int = Field(
+        default=30,
+        ge=3,
+        le=600,
+        description="a replica's Lease duration, renewed every third of it: after a crash "
+        "(no Lease released), the others take back its share of the limits after this",
+    )
 
 
 class DedupeSettings(_Strict):

@@ -40,7 +40,13 @@ class ClusterBackend:
 def connect_cluster(settings: Settings, *, kubeconfig: str | None, identity: str) -> ClusterBackend:
     """Join the replicas, load the dedupe ledger and list the Workflows; return when synced."""
     api = api_client(kubeconfig, pool_size=settings.service.create_workers + 4)
-    membership = Membership(api, namespace=settings.namespace, identity=identity)
+    membership = Membership(
+        api,
+        namespace=settings.namespace,
+        environment=settings.environment,
+        identity=identity,
+        lease_seconds=settings.service.lease_seconds,
+    )
     membership.start()
     ledger = KubeLedger(
         api,

@@ -64,6 +64,42 @@ def ensure_test_template(api: k8s.ApiClient, namespace: str) -> None:
             raise
 
 
+def create_workflow(
+    api: k8s.ApiClient,
+    namespace: str,
+    *,
+    name: str,
+    environment: str,
+    order_ids: list[str],
+    replica: str | None = None,
+) -> str:
+    """A Workflow as another dispatcher would have made it (the test template, class small)."""
+    labels = {
+        "burst-dispatcher.io/environment": environment,
+        "burst-dispatcher.io/size-class": "small",
+        "app.kubernetes.io/managed-by": "burst-dispatcher",
+    }
+    if replica is not None:
+        labels["burst-dispatcher.io/replica"] = replica
+    k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+        "argoproj.io",
+        "v1alpha1",
+        namespace,
+        "workflows",
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {"burst-dispatcher.io/order-ids": json.dumps(order_ids)},
+            },
+            "spec": {"workflowTemplateRef": {"name": TEMPLATE}},
+        },
+    )
+    return name
+
+
 def delete_workflows(api: k8s.ApiClient, namespace: str, selector: str) -> None:
     k8s.CustomObjectsApi(api).delete_collection_namespaced_custom_object(
         "argoproj.io", "v1alpha1", namespace, "workflows", label_selector=selector

@@ -27,12 +27,7 @@ from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import Settings
 from dispatcher.core.admission import HoldReason
 from dispatcher.core.render import (
-    ANNOTATION_ORDER_IDS,
-    LABEL_CLASS,
-    LABEL_ENVIRONMENT,
-    LABEL_MANAGED_BY,
     LABEL_REPLICA,
-    MANAGED_BY,
     WORKFLOW_PARAMETERS,
     workflow_name,
 )
@@ -42,6 +37,7 @@ from tests.integration.cluster_support import (
     DONE,
     TEMPLATE,
     History,
+    create_workflow,
     delete_workflows,
     ensure_test_template,
 )
@@ -531,26 +527,13 @@ def test_an_expired_workflow_watch_relists_and_still_sees_other_workflows(
         try:
             # Another replica's Workflow, made while the watches are being expired: only a
             # relist (or the watch that follows it) can tell this replica about it.
-            k8s.CustomObjectsApi(api).create_namespaced_custom_object(
-                "argoproj.io",
-                "v1alpha1",
+            create_workflow(
+                api,
                 namespace,
-                "workflows",
-                {
-                    "apiVersion": "argoproj.io/v1alpha1",
-                    "kind": "Workflow",
-                    "metadata": {
-                        "name": f"elsewhere-{space.environment}",
-                        "labels": {
-                            LABEL_ENVIRONMENT: space.environment,
-                            LABEL_CLASS: "small",
-                            LABEL_MANAGED_BY: MANAGED_BY,
-                            LABEL_REPLICA: "gone",
-                        },
-                        "annotations": {ANNOTATION_ORDER_IDS: json.dumps([done_elsewhere])},
-                    },
-                    "spec": {"workflowTemplateRef": {"name": TEMPLATE}},
-                },
+                name=f"elsewhere-{space.environment}",
+                environment=space.environment,
+                order_ids=[done_elsewhere],
+                replica="gone",
             )
             poll(lambda: faults.injected["410"] >= 4, 60, "four expired watches")
             poll(lambda: backend.view.contains(done_elsewhere), 60, "the view to see it")
@@ -662,14 +645,6 @@ def test_a_rolling_restart_keeps_class_caps_counting_the_old_replicas_workflows(
 # -- the object cap, judged from the API server's history ----------------------------------------
 @pytest.mark.cluster
 @pytest.mark.pubsub
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: in about half the runs the WorkflowView's watch gets no event at all "
-    "after its list (its thread blocks in the socket read of an open watch; resourceVersion "
-    "stays at the list's; entries only from record_created), so deletions stay unseen and "
-    "objects_total stays at the cap, while the test's own watch saw every DELETED; a 30 s "
-    "watch timeout (was 240 s) did not help, so the stream itself is suspect",
-)
 def test_the_object_cap_holds_orders_until_workflows_are_deleted(
     make_space: Callable[..., Space],
     k8s_cluster: Any,
