@@ -190,6 +190,11 @@ def test_argolint_rejects_a_broken_template(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("keda_crds_installed")
 def test_overlay_server_side_dry_run(env: str, cluster: Any, kubectl: Path) -> None:
     objs = tools.render(tools.OVERLAYS[env])
+    # A server dry run of namespaced objects needs their namespace to exist; whether it does
+    # must not depend on which test ran before (the rehearsal applies it for real).
+    namespaces = [o for o in objs if o["kind"] == "Namespace"]
+    assert namespaces, "the overlay ships its Namespace"
+    _apply(kubectl, cluster.kubeconfig, namespaces, dry_run=False)
     out = _apply(kubectl, cluster.kubeconfig, objs, dry_run=True)
     assert out.count("(server dry run)") == len(objs), out
 
