@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dispatcher import __version__
-from dispatcher.commands.configuration import config_group
+from dispatcher.commands.configuration import config_group, dashboard_command
 from dispatcher.commands.deadletters import dead_letter_group
 from dispatcher.commands.limits import limits_group
 from dispatcher.commands.planning import example_orders_command, plan_command, schema_command
@@ -42,6 +42,7 @@ cli.add_command(config_group)
 cli.add_command(dead_letter_group)
 cli.add_command(report_command)
 cli.add_command(limits_group)
+cli.add_command(dashboard_command)
 
 
 def main() -> None:

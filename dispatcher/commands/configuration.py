@@ -11,6 +11,7 @@ from rich.table import Table
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.output import console as make_console
 from dispatcher.config import default_config_text
+from dispatcher.operator import dashboards
 
 
 @click.group("config")
@@ -52,3 +53,17 @@ def show_command(config_path: Path | None) -> None:
     """Print the effective configuration (file plus environment overrides) as YAML."""
     settings = settings_or_exit(config_path)
     click.echo(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), nl=False)
+
+
+@click.command("dashboard")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["cloud-monitoring", "grafana"]),
+    default="cloud-monitoring",
+    show_default=True,
+    help="A Config Connector MonitoringDashboard, or a Grafana dashboard's JSON model.",
+)
+def dashboard_command(fmt: str) -> None:
+    """Print the operators' dashboard (the same panels for Cloud Monitoring and Grafana)."""
+    click.echo(dashboards.render("grafana" if fmt == "grafana" else "cloud-monitoring"), nl=False)

@@ -50,6 +50,12 @@ class Metrics:
             ["size_class"],
             registry=r,
         )
+        self.class_cap = Gauge(
+            f"{PREFIX}_class_cap",
+            "The class's cap on live Workflows now in force (follows live reloads).",
+            ["size_class"],
+            registry=r,
+        )
         self.held_orders = Gauge(
             f"{PREFIX}_held_orders",
             "Orders held in this process (batching or admission).",
@@ -129,6 +135,10 @@ class Metrics:
     def observe_engine(self, engine: Any) -> None:
         for size_class, held in engine.held_orders().items():
             self.held_orders.labels(size_class).set(held)
+        limits = getattr(engine, "limits", None)
+        if limits is not None:
+            for size_class, cap in limits.class_caps.items():
+                self.class_cap.labels(size_class).set(cap)
         live = getattr(engine, "live_by_class", None)
         if live is not None:
             for size_class, count in live().items():

@@ -96,6 +96,11 @@ def test_run_with_sink_dir_then_sigterm(
         # measured from the values in force, not from the refused file: nothing of it applied
         assert reload["changes"]["classes[small].max_live_workflows"] == [100, 7]
         assert reload["changes"]["limits.workflows_per_second"] == [5.0, 2.5]
+        # the cap in force is exported (dashboards put it beside the live count)
+        deadline = time.monotonic() + 30
+        while 'burst_dispatcher_class_cap{size_class="small"} 7.0' not in get(port, "/metrics")[1]:
+            assert time.monotonic() < deadline, get(port, "/metrics")[1]
+            time.sleep(0.1)
         assert proc.terminate() == 0
     finally:
         proc.close()
