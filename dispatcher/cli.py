@@ -11,6 +11,7 @@ from dispatcher.commands.limits import limits_group
 from dispatcher.commands.planning import example_orders_command, plan_command, schema_command
 from dispatcher.commands.report import report_command
 from dispatcher.commands.run import run_command
+from dispatcher.commands.status import status_command
 from dispatcher.logging import configure
 
 
@@ -43,6 +44,7 @@ cli.add_command(dead_letter_group)
 cli.add_command(report_command)
 cli.add_command(limits_group)
 cli.add_command(dashboard_command)
+cli.add_command(status_command)
 
 
 def main() -> None:

@@ -20,6 +20,9 @@ Check = Callable[[], tuple[bool, str]]
 log = get_logger()
 
 
+Route = Callable[[], tuple[int, bytes, str]]  # status, body, content type
+
+
 class Readiness:
     """Named checks; the answer names the failing ones by code, the log gets their details."""
 
@@ -47,12 +50,19 @@ class Readiness:
 
 class OpsServer:
     def __init__(
-        self, *, port: int, registry: CollectorRegistry, healthy: Check, ready: Check
+        self,
+        *,
+        port: int,
+        registry: CollectorRegistry,
+        healthy: Check,
+        ready: Check,
+        extra: dict[str, Route] | None = None,
     ) -> None:
-        routes: dict[str, Callable[[], tuple[int, bytes, str]]] = {
+        routes: dict[str, Route] = {
             "/metrics": lambda: (200, generate_latest(registry), CONTENT_TYPE_LATEST),
             "/healthz": lambda: _check(healthy),
             "/readyz": lambda: _check(ready),
+            **(extra or {}),
         }
 
         class Handler(BaseHTTPRequestHandler):

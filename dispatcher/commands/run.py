@@ -78,6 +78,7 @@ def run_command(
     from dispatcher.adapters.sinks import DirectorySink, WorkflowSink
     from dispatcher.core.ports import Claims, ClusterState, Members, OrderLedger
     from dispatcher.service.assembly import Service, settle_heap
+    from dispatcher.service.status import StatusBoard
 
     settings = settings_or_exit(config_path)
     me = identity or socket.gethostname()
@@ -133,11 +134,14 @@ def run_command(
     ready = Readiness({"pubsub_unavailable": _PubSubProbe(subscriber, ps.subscription_path())})
     ready.add(checks)
 
+    board = StatusBoard(replica=replica or me, environment=settings.environment)
+    service.metrics.board = board
     ops = OpsServer(
         port=settings.service.http_port if http_port is None else http_port,
         registry=service.metrics.registry,
         healthy=service.healthy,
         ready=ready,
+        extra={"/status": board.body},
     )
     ops.start()
     settle_heap()

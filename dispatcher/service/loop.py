@@ -95,9 +95,13 @@ class Runner:
         next_gauges = 0.0
         while True:
             deadline = engine.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self._clock())
+            # Wake at least for the gauges: an idle loop must not leave them (and /status)
+            # at the last busy moment.
+            timeout = GAUGE_SECONDS
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - self._clock()))
             if self._draining:
-                timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                timeout = min(timeout, 0.05)
             decisions: list[Decision[Delivery]] = []
             received = redelivered = 0
             for event in self._next_events(timeout):

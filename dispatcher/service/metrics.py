@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from dispatcher.core.order import Reason
+from dispatcher.service.status import StatusBoard
 
 PREFIX = "burst_dispatcher"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -109,6 +110,11 @@ class Metrics:
             registry=r,
         )
 
+        #: Plain counts behind the status board's per-minute rates (``service/status.py``).
+        self.created_counts: dict[str, int] = {}
+        self.dead_letter_count = 0
+        self.board: StatusBoard | None = None
+
     def received(self, count: int = 1, redelivered: int = 0) -> None:
         self.orders_received.inc(count)
         if redelivered:
@@ -116,9 +122,11 @@ class Metrics:
 
     def dead_lettered(self, reason: Reason) -> None:
         self.orders_dead_lettered.labels(reason.value).inc()
+        self.dead_letter_count += 1  # for the status board's rates (one writer at a time: GIL)
 
     def created(self, size_class: str, orders: int, result: str, latency: float) -> None:
         self.workflows_created.labels(size_class, result).inc()
+        self.created_counts[size_class] = self.created_counts.get(size_class, 0) + 1
         self.orders_submitted.labels(size_class).inc(orders)
         self.submit_latency.labels(size_class).observe(latency)
 
@@ -133,6 +141,11 @@ class Metrics:
             child.observe(age)
 
     def observe_engine(self, engine: Any) -> None:
+        """On the loop thread, twice a second: the gauges, and the replica's ``/status``."""
+        if self.board is not None:
+            self.board.update(
+                engine, created=dict(self.created_counts), dead_lettered=self.dead_letter_count
+            )
         for size_class, held in engine.held_orders().items():
             self.held_orders.labels(size_class).set(held)
         limits = getattr(engine, "limits", None)

@@ -66,6 +66,8 @@ OPERATOR_RULES = [
         "resourceNames": ["burst-dispatcher-semaphores"],
         "verbs": ["get"],
     },
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]},
 ]
 # How each environment routes orders (docs/environments.md says why): a reviewed choice, like
 # the RBAC verbs. class_topics needs the objects of k8s/components/class-topics and
@@ -317,7 +319,12 @@ def test_pdb_and_network_policy_select_the_dispatcher(app: list[dict[str, Any]])
         assert selector["matchLabels"].items() <= labels.items()
     policy = tools.one(app, "NetworkPolicy", "burst-dispatcher")["spec"]
     assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
-    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [8080]
+    # Scrapes from the monitoring namespaces, and the API server's pod proxy (dispatcher
+    # status) from the control plane's range: both to 8080 only.
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [8080, 8080]
+    control_plane = policy["egress"][2]["to"][1]["ipBlock"]["cidr"]  # the API server's range
+    assert control_plane != "CONTROL_PLANE_CIDR"
+    assert policy["ingress"][1]["from"] == [{"ipBlock": {"cidr": control_plane}}]
     egress_ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
     assert {53, 443} <= egress_ports
     assert egress_ports <= {53, 80, 443, 988}

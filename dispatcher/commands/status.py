@@ -1,0 +1,140 @@
+"""``dispatcher status``: per class, what is held, live, capped and created, and why it waits.
+
+It reads three things an operator may read (RBAC in k8s/base/rbac.yaml): the ConfigMap (the
+caps in force), the environment's Workflows (counted by the dispatcher's own rule, as
+``limits status`` counts them) and each replica's ``/status`` through the API server's pod
+proxy (no port to open). ``--watch`` redraws the table in place until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from dispatcher.adapters.kubeclient import api_client
+from dispatcher.adapters.replica_status import replica_reports
+from dispatcher.adapters.workflow_list import managed_workflows
+from dispatcher.commands.common import config_option
+from dispatcher.commands.limits import (
+    _live_settings,
+    configmap_option,
+    context_option,
+    key_option,
+    kubeconfig_option,
+    namespace_option,
+)
+from dispatcher.commands.output import console, print_json
+from dispatcher.errors import DispatchError
+from dispatcher.operator.census import take_census
+from dispatcher.operator.status import Status, summarize
+
+
+@click.command("status")
+@config_option
+@kubeconfig_option
+@context_option
+@namespace_option
+@configmap_option
+@key_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+    help="table for people, json or yaml for scripts.",
+)
+@click.option("--watch", is_flag=True, help="Redraw in place every --interval seconds.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True)
+def status_command(
+    config_path: Path | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    namespace: str | None,
+    configmap: str,
+    key: str,
+    output: str,
+    watch: bool,
+    interval: float,
+) -> None:
+    """Each size class: orders the replicas hold, creates in flight, live Workflows against
+    the cap, Workflows created per minute, and why the class is not moving (its cap, the
+    rate, the object cap, paused, a replica joining, or no orders). Exit 1 when the cluster
+    cannot be read."""
+
+    def take() -> Status:
+        api = api_client(kubeconfig, context=context)
+        try:
+            settings, _ = _live_settings(
+                api, config_path=config_path, namespace=namespace, configmap=configmap, key=key
+            )
+            census = take_census(
+                managed_workflows(
+                    api, namespace=settings.namespace, environment=settings.environment
+                ),
+                settings,
+            )
+            reports = list(
+                replica_reports(api, namespace=settings.namespace, port=settings.service.http_port)
+            )
+        finally:
+            api.close()
+        return summarize(settings, census, reports)
+
+    try:
+        if not watch:
+            _emit(take(), output)
+            return
+        if output != "table":
+            raise click.UsageError("--watch redraws a table: use it with -o table")
+        with Live(render(take()), console=console(), auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render(take()), refresh=True)
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        return
+
+
+def _emit(status: Status, output: str) -> None:
+    document = status.to_json()
+    if output == "json":
+        print_json(document)
+    elif output == "yaml":
+        click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+    else:
+        console().print(render(status))
+
+
+def render(status: Status) -> Any:
+    table = Table(title=f"burst-dispatcher {status.environment} in {status.namespace}")
+    for column in ("class", "held", "in flight", "live / cap", "created/min", "why"):
+        table.add_column(column, justify="left" if column in ("class", "why") else "right")
+    for row in status.classes:
+        cap = "-" if row.cap is None else f"{row.cap:,}"
+        table.add_row(
+            row.name,
+            f"{row.held:,}",
+            f"{row.in_flight:,}",
+            f"{row.live:,} / {cap}",
+            f"{row.created_per_minute:g}",
+            row.why,
+        )
+    reachable = sum(1 for r in status.replicas if r.status is not None)
+    lines = [
+        f"replicas: {reachable} of {len(status.replicas)} reachable"
+        + "".join(f"; {r.pod}: {r.error}" for r in status.replicas if r.status is None),
+        f"Workflow objects: {status.objects:,} of {status.max_objects:,}; "
+        f"dead letters/min: {status.dead_letters_per_minute:g}",
+        "orders waiting in Pub/Sub: see the dashboard (Cloud Monitoring)",
+    ]
+    return Group(table, Text("\n".join(lines)))
