@@ -39,6 +39,7 @@ ARGO_CONFIG: dict[str, str] = {
 
 
 def exists(read: Callable[..., Any], *args: str) -> bool:
+    """True when read(*args) finds the object, False on 404; other errors propagate."""
     try:
         read(*args)
     except ApiException as exc:
@@ -49,6 +50,7 @@ def exists(read: Callable[..., Any], *args: str) -> bool:
 
 
 def install_argo_crds(api_client: k8s.ApiClient, bins: Path) -> None:
+    """Create Argo's CRDs (build.sh's copy in share/argo-crds) and wait until served."""
     ext = k8s.ApiextensionsV1Api(api_client)
     names: list[str] = []
     crd_dir = share_dir(bins) / "argo-crds"
@@ -73,6 +75,7 @@ def install_argo_crds(api_client: k8s.ApiClient, bins: Path) -> None:
 
 
 def create_base_objects(api_client: k8s.ApiClient) -> None:
+    """The namespaces, Argo's ConfigMap and the kwok nodes of every pool."""
     core = k8s.CoreV1Api(api_client)
     for ns in (NAMESPACE, ARGO_NAMESPACE):
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -90,6 +93,7 @@ def create_base_objects(api_client: k8s.ApiClient) -> None:
 
 
 def nodes_ready(core: k8s.CoreV1Api) -> bool:
+    """True when every kwok node of the pools exists and is Ready."""
     listed = core.list_node(label_selector="type=kwok").items
     if len(listed) != len(nodes.all_nodes()):
         return False
