@@ -99,7 +99,7 @@ class Bench:
     # -- the cluster (kube sink only)
     def connect_kube(self) -> None:
         from dispatcher.adapters.kubeclient import api_client
-        from tests.cluster import cluster
+        from dispatcher.local import cluster
         from tests.integration.cluster_support import TEMPLATE, ensure_test_template
 
         info = cluster.load_info()

@@ -160,7 +160,7 @@ def index_bytes_per_digest(count: int = 100_000) -> float:
 @contextlib.contextmanager
 def test_cluster() -> Iterator[tuple[str, str]]:
     """The local test cluster, reused or started (and then stopped) like a test session."""
-    from tests.cluster import cluster
+    from dispatcher.local import cluster
 
     info = cluster.attach(os.getpid())
     try:

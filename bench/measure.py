@@ -19,7 +19,7 @@ from pathlib import Path
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-# -- the fast emulator (a small copy of tests.pubsub.plugin.run_binary, keeping the pid) --------
+# -- the fast emulator (dispatcher.local.pubsub.start_server, keeping the pid) ------------------
 @dataclass(frozen=True)
 class Emulator:
     host: str
@@ -29,15 +29,15 @@ class Emulator:
 @contextlib.contextmanager
 def fast_emulator() -> Iterator[Emulator]:
     """Start the built ``fastsub`` server on a free loopback port."""
-    from tests.pubsub import binaries
+    from dispatcher.local import pubsub as binaries
 
     path = binaries.binary("fast")
     if path is None:
         raise SystemExit(
             f"the fast Pub/Sub emulator is not built (expected in {binaries.build_dir()}): "
-            "run tests/pubsub/build.sh"
+            "run servers/pubsub/build.sh"
         )
-    from tests.pubsub.plugin import start_server
+    from dispatcher.local.pubsub import start_server
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-pubsub-") as tmp,

@@ -1,3 +1,4 @@
-"""Shared pytest wiring: the server fixtures live next to the code that builds the servers."""
+"""Shared pytest wiring: the server fixtures, thin layers over dispatcher.local, which starts
+the servers that servers/ builds."""
 
 pytest_plugins = ["tests.pubsub.plugin", "tests.cluster.plugin"]

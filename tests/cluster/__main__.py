@@ -2,6 +2,7 @@
 
 Why: developers debugging a cluster test want the same cluster the pytest fixture uses, kept
 running between test runs (the fixture reuses a healthy cluster it finds in the state dir).
+A thin layer over dispatcher.local.cluster, until the `dispatcher` CLI carries these commands.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import argparse
 import shlex
 import sys
 
-from tests.cluster import cluster
-from tests.cluster.paths import NotBuiltError
+from dispatcher.local import cluster
+from dispatcher.local.paths import NotBuiltError
 
 
 def _up(args: argparse.Namespace) -> int:

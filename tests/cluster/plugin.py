@@ -5,8 +5,9 @@ the (slow to build) binaries should skip them, while CI (CI=true) must fail loud
 silently skipping. Order: BURST_TEST_KUBECONFIG (an existing cluster) -> a healthy cluster already
 running in the state dir (reused) -> start one from the built binaries -> skip locally / fail in
 CI. A cluster a test session started is stopped when the last session using it ends (sessions
-register in the state dir); one started by `python -m tests.cluster up` is left running. Never
-builds: run `bash tests/cluster/build.sh` first.
+register in the state dir); one started by `python -m tests.cluster up` is left running. Starting,
+reusing and stopping are dispatcher.local.cluster's. Never builds: run
+`bash servers/cluster/build.sh` first.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.cluster import cluster
-from tests.cluster.paths import NotBuiltError, bin_dir
+from dispatcher.local import cluster
+from dispatcher.local.paths import NotBuiltError, bin_dir
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Run every shell block of docs/deploy.md and docs/environments.md, in order, on the test
 cluster, as an operator would from a checkout.
 
-What runs for real: `kubectl` (the one tests/cluster/build.sh built, against the test cluster),
+What runs for real: `kubectl` (the one servers/cluster/build.sh built, against the test cluster),
 `kubectl kustomize`/`-k`, `dispatcher` (this checkout's), `python3` and the shell itself. What
 runs against stand-ins (tests/docs/standin.py): `gcloud`, `docker`, `helm` — they accept only
 the command shapes the guide may use, check the arguments and record the calls, which are

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from dispatcher.config import Settings, load_settings
+from dispatcher.local.process import DispatcherProcess
 from dispatcher.service.assembly import Service
 from dispatcher.service.wiring import connect_cluster
 from tests.faults.kube_proxy import Faults, KubeFaultProxy
@@ -27,7 +28,6 @@ from tests.integration.cluster_support import (
     delete_workflows,
     ensure_test_template,
 )
-from tests.integration.procs import DispatcherProcess
 
 pytestmark = [
     pytest.mark.cluster,

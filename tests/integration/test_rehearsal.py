@@ -1,8 +1,9 @@
 """The production rehearsal: the dev overlay, exactly as it ships, run on the test cluster.
 
 What ships is what runs: the overlay is rendered by the built kubectl's kustomize and applied
-server-side (CRDs the cluster lacks first: KEDA's real ones from its Go module, a stand-in for
-Managed Prometheus's PodMonitoring, see crds/podmonitorings.yaml). `dispatcher run` is started
+server-side through dispatcher.local.overlay, as the local stack applies it (CRDs the cluster
+lacks first: KEDA's real ones from its Go module, a stand-in for Managed Prometheus's
+PodMonitoring, see dispatcher/local/crds/podmonitorings.yaml). `dispatcher run` is started
 with the rendered Deployment's command and arguments, authenticated as the shipped
 ServiceAccount (a TokenRequest token, never `system:masters`), reading the rendered ConfigMap's
 file. The operator changes a limit with `dispatcher limits set` as a member of the shipped
@@ -32,10 +33,10 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from dispatcher.config import Settings, parse_settings
-from tests.integration import rehearsal_identities as identities
-from tests.integration import rehearsal_kit as kit
+from dispatcher.local import identities
+from dispatcher.local import overlay as kit
+from dispatcher.local.process import DispatcherProcess
 from tests.integration.cluster_support import History
-from tests.integration.procs import DispatcherProcess
 from tests.manifests import tools
 
 pytestmark = [
@@ -164,7 +165,10 @@ def test_the_dev_overlay_runs_as_shipped(
     orders = _swarm(run)
     replicas: list[DispatcherProcess] = []
     with k8s_cluster.api_client() as admin:
-        kit.install_crds(admin, kubectl, admin_config)
+        try:
+            kit.install_crds(admin, kubectl, admin_config)
+        except tools.ToolUnavailable as exc:
+            tools.unavailable(str(exc))
         pool_nodes = kit.pool_nodes(kit.render(kubectl, INFRA), "gke-rehearsal-dev")
         kit.ensure_nodes(admin, pool_nodes)
         # First apply takes over the objects the cluster tool pre-created from k8s/base.

@@ -22,8 +22,8 @@ import yaml
 
 from dispatcher.config import Settings
 from dispatcher.core.render import LABEL_CLASS, LABEL_REPLICA
+from dispatcher.local.process import DispatcherProcess
 from tests.integration.cluster_support import DONE, History, delete_workflows
-from tests.integration.procs import DispatcherProcess
 from tests.integration.test_dispatch_cluster import settings_for, start_service
 from tests.integration.test_loop_cluster import (
     HOLDING_TEMPLATE,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.procs import DispatcherProcess
+from dispatcher.local.process import DispatcherProcess
 from tests.unit.helpers import get
 
 pytestmark = pytest.mark.pubsub

@@ -1,6 +1,6 @@
 """The manifests against real Kubernetes and Argo: validator, server-side dry-run, end to end.
 
-- argolint (Argo's own validation package, built by tests/cluster/build.sh) accepts every
+- argolint (Argo's own validation package, built by servers/cluster/build.sh) accepts every
   rendered WorkflowTemplate together with the Workflows `dispatcher plan --render` produces, and
   rejects a broken template (so the check can fail).
 - Every app overlay passes a server-side dry-run apply with strict field validation on the test
@@ -138,7 +138,7 @@ def _order(order_id: str, size: int = 1024, **steps: bool) -> dict[str, Any]:
 def _argolint(path: Path) -> subprocess.CompletedProcess[str]:
     binary = tools.cluster_bin("argolint")
     if binary is None:
-        tools.unavailable("argolint not built: bash tests/cluster/build.sh")
+        tools.unavailable("argolint not built: bash servers/cluster/build.sh")
     return _run([str(binary), str(path)])
 
 

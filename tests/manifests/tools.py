@@ -1,22 +1,31 @@
-"""Locate the tools and schema sources the manifest tests need, and render overlays.
+"""What the manifest tests need around dispatcher.local.tools: rendered overlays by name,
+object lookups, Config Connector's CRDs, and skipping (or failing in CI) without a tool.
 
-Why a module: the versions are pinned once (versions.env, shared with build-tools.sh), binaries
-come from the cluster build when it exists (its kubectl embeds kustomize) or from our own small
-build, and CRDs are read at test time (KEDA's from the Go module cache, Config Connector's from
-../shared/crds) instead of being copied into the repository, so they can never drift.
+Why a module: dispatcher.local.tools finds the pinned kubectl/kustomize and KEDA's CRDs for the
+product's local stack and raises ToolUnavailable; the tests turn that into a skip on a developer
+machine and a failure under CI=true. Config Connector's CRDs (../shared/crds, never copied into
+the repository) matter only to the tests that apply the infra overlays.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
+
+from dispatcher.local import tools as local_tools
+from dispatcher.local.tools import ToolUnavailable as ToolUnavailable
+from dispatcher.local.tools import cache_root as cache_root
+from dispatcher.local.tools import cluster_bin as cluster_bin
+from dispatcher.local.tools import go_module_dir as go_module_dir
+from dispatcher.local.tools import keda_crds as keda_crds
+from dispatcher.local.tools import kustomize_command as kustomize_command
+from dispatcher.local.tools import podmonitoring_crd as podmonitoring_crd
+from dispatcher.local.tools import versions as versions
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -35,10 +44,6 @@ OVERLAYS: dict[str, Path] = {
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 
-class ToolUnavailable(RuntimeError):
-    """A tool or schema source cannot be had here; the message says why (tests skip on it)."""
-
-
 def unavailable(reason: str) -> NoReturn:
     """Skip on a developer machine; fail in CI (CI=true), where a silent skip would hide a
     missing install step."""
@@ -47,63 +52,6 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"needed in CI: {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def versions() -> dict[str, str]:
-    """KEY=VALUE pairs of versions.env."""
-    pairs: dict[str, str] = {}
-    for line in (HERE / "versions.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def cache_root() -> Path:
-    base = os.environ.get("BURST_DISPATCHER_CACHE") or str(Path.home() / ".cache/burst-dispatcher")
-    return Path(base)
-
-
-def cluster_bin(name: str) -> Path | None:
-    """A binary built by tests/cluster/build.sh (newest cache key first), if any."""
-    candidates = sorted(
-        (cache_root() / "cluster").glob(f"*/bin/{name}"),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    return next((p for p in candidates if os.access(p, os.X_OK)), None)
-
-
-@functools.cache
-def kustomize_command() -> tuple[str, ...]:
-    """The pinned kustomize when built, else `kubectl kustomize` from the cluster build, else
-    build the pinned one now (build-tools.sh, about a minute). The pinned one comes first so
-    rendering does not change with whichever kustomize a kubectl happens to embed."""
-    own = (
-        cache_root()
-        / "tools"
-        / f"kustomize-{versions()['KUSTOMIZE_VERSION']}"
-        / "bin"
-        / "kustomize"
-    )
-    if own.is_file():
-        return (str(own), "build")
-    kubectl = cluster_bin("kubectl")
-    if kubectl is not None:
-        return (str(kubectl), "kustomize")
-    if shutil.which("go") is None:
-        raise ToolUnavailable("no kustomize, no kubectl and no Go toolchain to build one")
-    proc = subprocess.run(
-        ["bash", str(HERE / "build-tools.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-    if proc.returncode != 0 or not own.is_file():
-        raise ToolUnavailable(f"build-tools.sh failed: {proc.stderr.strip()[-2000:]}")
-    return (str(own), "build")
 
 
 @functools.cache
@@ -126,11 +74,11 @@ def render(path: Path) -> list[dict[str, Any]]:
 
 
 def built_kubectl() -> Path:
-    """The kubectl tests/cluster/build.sh built; skips, or fails in CI, without it."""
-    path = cluster_bin("kubectl")
-    if path is None:
-        unavailable("kubectl not built: bash tests/cluster/build.sh")
-    return path
+    """The kubectl servers/cluster/build.sh built; skips, or fails in CI, without it."""
+    try:
+        return local_tools.built_kubectl()
+    except ToolUnavailable as exc:
+        unavailable(str(exc))
 
 
 def rendered(overlay: str) -> list[dict[str, Any]]:
@@ -155,43 +103,6 @@ def one(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-# --- Go module cache: CRD sources ------------------------------------------------------------
-
-
-@functools.cache
-def go_module_dir(module: str, version: str) -> Path:
-    """The extracted module in the Go module cache (downloads it once through the proxy)."""
-    if shutil.which("go") is None:
-        raise ToolUnavailable("no Go toolchain to fetch CRD modules")
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    proc = subprocess.run(
-        ["go", "mod", "download", "-json", f"{module}@{version}"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
-        cwd=HERE,
-    )
-    try:
-        info = json.loads(proc.stdout)
-    except json.JSONDecodeError as exc:
-        raise ToolUnavailable(f"go mod download {module}@{version}: {proc.stderr.strip()}") from exc
-    if info.get("Error") or not info.get("Dir"):
-        raise ToolUnavailable(f"go mod download {module}@{version}: {info.get('Error')}")
-    return Path(info["Dir"])
-
-
-def keda_crds() -> list[dict[str, Any]]:
-    root = go_module_dir("github.com/kedacore/keda/v2", versions()["KEDA_VERSION"])
-    return [
-        doc
-        for path in sorted((root / "config" / "crd" / "bases").glob("*.yaml"))
-        for doc in yaml.safe_load_all(path.read_text())
-        if doc
-    ]
-
-
 def kcc_crds_dir() -> Path:
     """The real Config Connector CRDs (../shared/crds/config-connector beside the clone, as in
     CI; BURST_DISPATCHER_KCC_CRDS overrides). The Go module proxy does not serve them."""
@@ -212,14 +123,6 @@ def kcc_crds() -> tuple[dict[str, Any], ...]:
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     )
-
-
-def podmonitoring_crd() -> dict[str, Any]:
-    """Managed Prometheus's PodMonitoring: a stand-in with the fields the project uses (the
-    real definition is not served by any registry reachable here; see the file's header)."""
-    path = REPO / "tests" / "integration" / "crds" / "podmonitorings.yaml"
-    crd: dict[str, Any] = yaml.safe_load(path.read_text())
-    return crd
 
 
 def install_crds(kubectl: Path, kubeconfig: str, crds: list[dict[str, Any]]) -> None:

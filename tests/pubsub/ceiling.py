@@ -4,7 +4,7 @@ Why: the dispatcher's throughput tests need a Pub/Sub server that is not itself 
 This gives the ceiling of "client + server" with a subscriber that does nothing but ack, so a
 dispatcher figure can be read against it (and so a too-slow server is noticed, as pstest is).
 
-Usage (starts the built server itself; build first with tests/pubsub/build.sh):
+Usage (starts the built server itself; build first with servers/pubsub/build.sh):
     .venv/bin/python -m tests.pubsub.ceiling --kind fast -n 20000
     .venv/bin/python -m tests.pubsub.ceiling --kind pstest -n 1000
     .venv/bin/python -m tests.pubsub.ceiling --host 127.0.0.1:8085 -n 20000
@@ -121,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args(argv)
 
-    from tests.pubsub import binaries
-    from tests.pubsub.plugin import run_binary, wait_until_serving
+    from dispatcher.local import pubsub as binaries
+    from dispatcher.local.pubsub import run_binary, wait_until_serving
 
     with contextlib.ExitStack() as stack:
         if args.kind:
             path = binaries.binary(args.kind)
             if path is None:
-                print(f"{args.kind} not built: run tests/pubsub/build.sh", file=sys.stderr)
+                print(f"{args.kind} not built: run servers/pubsub/build.sh", file=sys.stderr)
                 return 2
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ceiling-")))
             host = stack.enter_context(run_binary(path, log_dir))

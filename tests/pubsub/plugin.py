@@ -5,7 +5,8 @@ dead-lettering, redelivery) can only be trusted when tested against a server tha
 Pub/Sub's semantics, driven by the real ``google-cloud-pubsub`` client. The servers, in order:
 
 1. ``PUBSUB_EMULATOR_HOST`` already set: use that server (kind ``external``).
-2. Go binaries built by ``tests/pubsub/build.sh`` (looked up, never built, here):
+2. Go binaries built by ``servers/pubsub/build.sh`` (looked up, never built, here; started by
+   ``dispatcher.local.pubsub``, as the local stack starts them):
    ``pstest`` (Google's fake, the semantic reference) and ``fast`` (our batched, load-grade
    server). When both are built, the ``pubsub_emulator`` fixture is parametrized over both, so
    every test runs against each and the fast server is held to pstest's semantics.
@@ -19,25 +20,21 @@ import contextlib
 import importlib
 import os
 import re
-import selectors
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
-from tests.pubsub import binaries
+from dispatcher.local import pubsub as binaries
+from dispatcher.local.pubsub import PROJECT, run_binary, wait_until_serving
 
-PROJECT = "test-project"
 DOCKER_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:emulators"
-STARTUP_TIMEOUT_S = 30.0
-_LISTENING = re.compile(r"^listening (\S+:\d+)\s*$")
-_BUILD_HINT = "run tests/pubsub/build.sh first"
+_BUILD_HINT = "run servers/pubsub/build.sh first"
 
 
 @dataclass(frozen=True)
@@ -86,98 +83,6 @@ def emulator_kinds() -> list[str]:
         return list(binaries.SERVERS)  # all must be built; a missing one fails loudly
     built = [kind for kind in binaries.SERVERS if binaries.binary(kind) is not None]
     return built or ["docker"]
-
-
-def wait_until_serving(host: str, timeout_s: float) -> None:
-    """Block until a gRPC server at ``host`` answers a Pub/Sub call, or raise TimeoutError."""
-    import grpc
-    from google.pubsub_v1.types import ListTopicsRequest
-
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        with grpc.insecure_channel(host) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(
-                    timeout=max(0.1, deadline - time.monotonic())
-                )
-                list_topics = channel.unary_unary(
-                    "/google.pubsub.v1.Publisher/ListTopics",
-                    request_serializer=ListTopicsRequest.serialize,
-                    response_deserializer=lambda b: b,
-                )
-                list_topics(ListTopicsRequest(project=f"projects/{PROJECT}"), timeout=2.0)
-                return
-            except (grpc.FutureTimeoutError, grpc.RpcError) as exc:
-                last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"Pub/Sub server at {host} not serving after {timeout_s}s: {last!r}")
-
-
-def _read_first_line(stream: IO[bytes], proc: subprocess.Popen[bytes], timeout_s: float) -> str:
-    """Read the server's first stdout line without blocking past ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    buf = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no 'listening' line within {timeout_s}s")
-            if not sel.select(timeout=min(remaining, 0.2)):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"server exited with code {proc.returncode}")
-                continue
-            chunk = os.read(stream.fileno(), 4096)
-            if not chunk:
-                raise RuntimeError(f"server closed stdout (exit code {proc.poll()})")
-            buf += chunk
-    return buf.split(b"\n", 1)[0].decode(errors="replace")
-
-
-@dataclass(frozen=True)
-class RunningServer:
-    host: str
-    pid: int
-
-
-@contextlib.contextmanager
-def start_server(path: Path, log_dir: Path) -> Iterator[RunningServer]:
-    """Run a Go test server on a free loopback port until the block ends."""
-    log_path = log_dir / f"{path.name}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(path), "-addr", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-        try:
-            if proc.stdout is None:
-                raise RuntimeError("no stdout pipe")
-            line = _read_first_line(proc.stdout, proc, STARTUP_TIMEOUT_S)
-            match = _LISTENING.match(line)
-            if match is None:
-                raise RuntimeError(f"unexpected first line from {path.name}: {line!r}")
-            host = match.group(1)
-            wait_until_serving(host, STARTUP_TIMEOUT_S)
-            yield RunningServer(host, proc.pid)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-            if proc.stdout is not None:
-                proc.stdout.close()
-
-
-@contextlib.contextmanager
-def run_binary(path: Path, log_dir: Path) -> Iterator[str]:
-    """Run a Go test server on a free loopback port; yield its ``host:port``."""
-    with start_server(path, log_dir) as server:
-        yield server.host
 
 
 def _docker_works() -> bool:

@@ -38,7 +38,7 @@ if all_built; then
   exit 0
 fi
 if [[ "${1:-}" == "--print" ]]; then
-  echo "build.sh: not built yet (expected ${bin}); run: bash tests/cluster/build.sh" >&2
+  echo "build.sh: not built yet (expected ${bin}); run: bash servers/cluster/build.sh" >&2
   exit 3
 fi
 
@@ -110,7 +110,7 @@ kwok_dir="$(cd "${here}/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
 rm -rf "${share}"
 mkdir -p "${share}/argo-crds" "${share}/kwok-stages" "${share}/argo-rbac"
 cp "${argo_dir}"/manifests/base/crds/minimal/argoproj.io_*.yaml "${share}/argo-crds/"
-# The controller's own identity (tests/cluster/argo_rbac.py): Argo's cluster-install RBAC.
+# The controller's own identity (dispatcher/local/argo_rbac.py): Argo's cluster-install RBAC.
 cp "${argo_dir}"/manifests/base/workflow-controller/workflow-controller-sa.yaml \
   "${argo_dir}"/manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-controller-{clusterrole,clusterrolebinding,role,rolebinding}.yaml \
   "${share}/argo-rbac/"

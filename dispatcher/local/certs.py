@@ -7,6 +7,7 @@ dependency. EC P-256 keys keep generation well under a second.
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,3 +94,10 @@ def make_pki(directory: Path) -> Pki:
     for key in (pki.ca_key, pki.server_key, pki.admin_key, pki.sa_key):
         key.chmod(0o600)
     return pki
+
+
+def tls_context(pki_dir: Path) -> ssl.SSLContext:
+    """A client context trusting the run's CA and presenting its admin certificate."""
+    ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    ctx.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
+    return ctx

@@ -1,11 +1,12 @@
-"""What the production rehearsal needs around the shipped manifests, and nothing that changes them.
+"""The shipped overlay on the local cluster, and the pieces of GKE the local cluster lacks.
 
-Why a module of its own: the rehearsal (test_rehearsal.py) must run the product the way it ships,
-so everything here either feeds it the shipped objects unchanged (rendering with the built
-kubectl's kustomize, server-side apply as a deployer does) or stands in for a piece of GKE that
-the test cluster lacks, doing exactly that piece's job:
+Why a module of its own: the local stack and the run-as-deployed rehearsal
+(tests/integration/test_rehearsal.py) must run the product the way it ships, so everything here
+either feeds it the shipped objects unchanged (rendering with the built kubectl's kustomize,
+server-side apply as a deployer does) or stands in for a piece of GKE that the local cluster
+lacks, doing exactly that piece's job:
 
-- identities (rehearsal_identities.py): the shipped ServiceAccount's token and an operator's
+- identities (identities.py): the shipped ServiceAccount's token and an operator's
   certificate in the shipped operator group; neither is `system:masters`;
 - nodes: kwok Nodes shaped like the environment's Config Connector node pools (machine type,
   spot, taints), so the shipped classes' requests meet the machines they will meet on GKE;
@@ -30,8 +31,7 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster import nodes
-from tests.manifests import tools
+from dispatcher.local import nodes, tools
 
 REPO = Path(__file__).resolve().parents[2]
 FIELD_MANAGER = "burst-dispatcher-deploy"
@@ -44,16 +44,22 @@ EFFECTS = {
 }
 
 
+class CommandFailed(RuntimeError):
+    """A command (kubectl, openssl) exited non-zero; the message holds its stderr."""
+
+
 def run(args: list[str], *, stdin: str | None = None, timeout: float = 120) -> str:
+    """Run a command; its stdout, or CommandFailed with its stderr."""
     proc = subprocess.run(
         args, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
     )
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args[:4])} ... exited {proc.returncode}:\n{proc.stderr}")
+        raise CommandFailed(f"{' '.join(args[:4])} ... exited {proc.returncode}:\n{proc.stderr}")
     return proc.stdout
 
 
 def run_status(args: list[str]) -> int:
+    """A command's exit status (`kubectl auth can-i` answers with it)."""
     return subprocess.run(args, capture_output=True, timeout=60, check=False).returncode
 
 
@@ -77,6 +83,7 @@ def apply_args(kubectl: Path, kubeconfig: str, *, force: bool, dry_run: bool) ->
 def apply(
     kubectl: Path, kubeconfig: str, docs: list[dict[str, Any]], *, force: bool = False
 ) -> str:
+    """Server-side apply these objects as the deployer; kubectl's report of what changed."""
     args = apply_args(kubectl, kubeconfig, force=force, dry_run=False)
     return run(args, stdin=yaml.safe_dump_all(docs))
 
@@ -114,14 +121,16 @@ def delete_workflows(api: k8s.ApiClient, namespace: str, orders: dict[str, str])
 
 
 def poll(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
+    """Call check() until it is true; TimeoutError naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
         time.sleep(interval)
 
 
 def wait_established(api: k8s.ApiClient, names: list[str]) -> None:
+    """Wait until the API server serves these CRDs."""
     ext = k8s.ApiextensionsV1Api(api)
 
     def established() -> bool:
@@ -135,12 +144,9 @@ def wait_established(api: k8s.ApiClient, names: list[str]) -> None:
 
 
 def install_crds(admin: k8s.ApiClient, kubectl: Path, kubeconfig: str) -> None:
-    """KEDA's CRDs from its module, and the PodMonitoring stand-in (crds/podmonitorings.yaml)."""
-    try:
-        crds = tools.keda_crds()
-    except tools.ToolUnavailable as exc:
-        tools.unavailable(str(exc))
-    crds.append(yaml.safe_load((Path(__file__).parent / "crds/podmonitorings.yaml").read_text()))
+    """KEDA's CRDs from its module, and the PodMonitoring stand-in (crds/podmonitorings.yaml);
+    tools.ToolUnavailable when KEDA's module cannot be had."""
+    crds = [*tools.keda_crds(), tools.podmonitoring_crd()]
     apply(kubectl, kubeconfig, crds, force=True)
     wait_established(admin, [c["metadata"]["name"] for c in crds])
 
@@ -171,7 +177,7 @@ def pool_nodes(infra: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]
         machine = str(config.get("machineType", "e2-medium"))
         match = re.fullmatch(r"[a-z0-9]+-(standard|highmem|highcpu)-(\d+)", machine)
         if match is None:
-            raise AssertionError(f"machine type {machine} of pool {pool['metadata']['name']}")
+            raise ValueError(f"machine type {machine} of pool {pool['metadata']['name']}")
         cpus = int(match.group(2))
         shape = nodes.MachineType(machine, cpus, cpus * GIB_PER_CPU[match.group(1)])
         spot = bool(config.get("spot") or config.get("preemptible"))
@@ -190,6 +196,7 @@ def pool_nodes(infra: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]
 
 
 def delete_nodes(api: k8s.ApiClient, made: list[dict[str, Any]]) -> None:
+    """Delete these Nodes (gone already is fine)."""
     core = k8s.CoreV1Api(api)
     for node in made:
         try:
@@ -200,6 +207,7 @@ def delete_nodes(api: k8s.ApiClient, made: list[dict[str, Any]]) -> None:
 
 
 def ensure_nodes(api: k8s.ApiClient, wanted: list[dict[str, Any]]) -> None:
+    """Create these Nodes unless they exist, and wait until kwok reports them Ready."""
     core = k8s.CoreV1Api(api)
     for node in wanted:
         try:

@@ -1,9 +1,9 @@
 """Starting, watching and stopping the cluster's processes.
 
-Why: the processes must outlive `python -m tests.cluster up` (own session, pid files in the state
-dir), `down` must never kill an unrelated process that reused a pid (the command line must name
-the state dir), and every wait is a poll against a deadline that fails fast, with the log's tail,
-when the process it waits for has died.
+Why: the processes must outlive the command that started them (own session, pid files in the
+state dir), `down` must never kill an unrelated process that reused a pid (the command line must
+name the state dir), and every wait is a poll against a deadline that fails fast, with the log's
+tail, when the process it waits for has died.
 """
 
 from __future__ import annotations
@@ -173,9 +173,11 @@ def wait_for(
 
 
 def http_ok(url: str, context: ssl.SSLContext | None = None, timeout: float = 2.0) -> bool:
-    """True when GET url answers 200."""
+    """True when GET url answers 200 (http and https only: the URLs are the components')."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False

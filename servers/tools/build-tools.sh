@@ -3,7 +3,7 @@
 # downloads the Go modules whose CRDs the tests read. Idempotent: once the binary exists it only
 # prints the bin dir. Prints the bin dir as the last line of stdout.
 #
-# A kubectl built by tests/cluster/build.sh (it embeds kustomize) is preferred by the tests when
+# A kubectl built by servers/cluster/build.sh (it embeds kustomize) is preferred by the tests when
 # present; this script exists so the pure manifest tests do not wait for the whole control plane.
 #
 # Env: BURST_DISPATCHER_CACHE (default ~/.cache/burst-dispatcher).

@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import utils as k8s_utils
 
-from tests.cluster.paths import CLUSTER_DIR
+from dispatcher.local.paths import CLUSTER_DIR
 
 ACCOUNT = "argo"
 # Argo's install files for the controller's identity, relative to the module root.
@@ -39,7 +39,7 @@ def _argo_version() -> str:
     for line in (CLUSTER_DIR / "versions.env").read_text().splitlines():
         if line.startswith("ARGO_VERSION="):
             return line.split("=", 1)[1].strip()
-    raise RuntimeError("ARGO_VERSION missing from tests/cluster/versions.env")
+    raise RuntimeError("ARGO_VERSION missing from servers/cluster/versions.env")
 
 
 def module_dir() -> Path:

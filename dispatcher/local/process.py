@@ -1,4 +1,9 @@
-"""Running `dispatcher run` as a real process in tests: start, read its JSON logs, stop."""
+"""Running `dispatcher run` as a real child process: start, read its JSON logs, stop.
+
+Why: the local stack and the tests run the service the way it ships, as its own process with
+JSON logs, and judge it by what it logs; one class starts it, collects every log line as it
+comes (kept in a file too) and stops it with SIGTERM the way Kubernetes does.
+"""
 
 from __future__ import annotations
 
@@ -53,11 +58,11 @@ class DispatcherProcess:
                     if event.get("message") == message:
                         return event
             if self.proc.poll() is not None:
-                raise AssertionError(
+                raise RuntimeError(
                     f"dispatcher exited ({self.proc.returncode}); see {self.log_path}"
                 )
             time.sleep(0.05)
-        raise AssertionError(f"no {message!r} log line within {timeout}s; see {self.log_path}")
+        raise TimeoutError(f"no {message!r} log line within {timeout}s; see {self.log_path}")
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every JSON log line so far."""

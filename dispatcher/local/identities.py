@@ -1,4 +1,4 @@
-"""Credentials the way GKE hands them out, for the rehearsal: never `system:masters`.
+"""Credentials the way GKE hands them out, for the local stack: never `system:masters`.
 
 Why: a test that runs as cluster admin cannot notice a missing RBAC verb. The dispatcher gets
 what the kubelet would mount in its pod (a bound TokenRequest token of the shipped
@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
-from tests.integration.rehearsal_kit import poll, run
+from dispatcher.local.overlay import poll, run
 
 
 def _cluster_entry(admin_kubeconfig: str) -> dict[str, Any]:
