@@ -200,7 +200,7 @@ class Engine(Holding[R]):
                 hold = self.admission.check(name, in_flight[name], len(self._in_flight))
                 if hold is not None:
                     self.last_hold[name] = hold
-                    if hold is HoldReason.CLASS_CAP:
+                    if hold in (HoldReason.CLASS_CAP, HoldReason.PAUSED):
                         break  # this class waits; others may still go
                     return decisions
                 # Only now, with the limits passed: the re-check costs a look-up per order.
