@@ -96,6 +96,10 @@ def test_a_paused_class_waits_in_pubsub_while_others_go_and_resume_creates_it(
         paused = with_large(settings, state="paused")
         assert service.apply(paused)
         wait_for("held large orders re-parked", lambda: engine.held_orders()["large"] == 0)
+        # Their originals came on the closed stream: acked by Acknowledge calls, without error.
+        executor = service.runner.executor
+        wait_for("originals acked", lambda: getattr(executor.late_acks, "calls", 0) >= 1)
+        assert service.metrics.decision_errors._value.get() == 0
         for i in range(5):
             publish(f"small-{i}", 1000)
         wait_for(
