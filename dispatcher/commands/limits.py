@@ -1,4 +1,4 @@
-"""``dispatcher limits status|set``: see how close each class is to its cap, change caps live.
+"""``dispatcher limits status|set`` (and ``pause|resume|drain``): caps seen and changed live.
 
 The running dispatcher reads its limits from a mounted ConfigMap and reloads the file when it
 changes, so ``set`` edits that ConfigMap (validated exactly as the service validates it, with
@@ -41,7 +41,9 @@ def limits_group() -> None:
     Limits: the global creation rate and burst (limits.workflows_per_second, limits.burst,
     shared by all replicas), the cap on the dispatcher's Workflow objects in the namespace
     (limits.max_workflow_objects) and the cap on live Workflows per size class
-    (classes[].max_live_workflows). The service applies changes to these without a restart.
+    (classes[].max_live_workflows), and whether a class is active, paused or draining
+    (classes[].state: pause, drain, resume). The service applies changes to these without a
+    restart.
     """
 
 
@@ -163,7 +165,7 @@ def set_command(
 ) -> None:
     """Change limits in the dispatcher's ConfigMap; the running dispatcher picks them up.
 
-    The ConfigMap's config.yaml is edited in place (comments stay), validated like the service
+    The ConfigMap's config.yaml is edited keeping its comments, validated like the service
     validates it (an invalid value is refused with the field and the reason), shown as a diff
     and patched only if nobody changed it since it was read. The kubelet syncs the mounted file
     within about a minute; the dispatcher then logs limits_reloaded. Commit the same change to

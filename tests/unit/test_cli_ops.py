@@ -198,6 +198,8 @@ def test_operator_commands_refuse_bad_arguments() -> None:
     assert nothing.exit_code == 2 and "nothing to change" in nothing.output
     unpaired = run("limits", "set", "--class", "small")
     assert unpaired.exit_code == 2 and "pairs" in unpaired.output
+    no_class = run("limits", "pause")
+    assert no_class.exit_code == 2 and "--class" in no_class.output
 
 
 @pytest.mark.parametrize(
@@ -210,6 +212,9 @@ def test_operator_commands_refuse_bad_arguments() -> None:
         ["limits"],
         ["limits", "status"],
         ["limits", "set"],
+        ["limits", "pause"],
+        ["limits", "drain"],
+        ["limits", "resume"],
     ],
 )
 def test_every_operator_command_explains_itself(command: list[str]) -> None:
