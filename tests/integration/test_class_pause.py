@@ -100,6 +100,7 @@ def test_a_paused_class_waits_in_pubsub_while_others_go_and_resume_creates_it(
         executor = service.runner.executor
         wait_for("originals acked", lambda: getattr(executor.late_acks, "calls", 0) >= 1)
         assert service.metrics.decision_errors._value.get() == 0
+        assert service.healthy() == (True, "ok")  # a stream closed on purpose is no failure
         for i in range(5):
             publish(f"small-{i}", 1000)
         wait_for(
