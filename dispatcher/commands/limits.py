@@ -1,4 +1,4 @@
-"""``dispatcher limits status|set``: see how close each class is to its cap, change caps live.
+"""``dispatcher limits status|set`` (and ``pause|resume|drain``): caps seen and changed live.
 
 The running dispatcher reads its limits from a mounted ConfigMap and reloads the file when it
 changes, so ``set`` edits that ConfigMap (validated exactly as the service validates it, with
@@ -13,47 +13,25 @@ from typing import Any
 import click
 from rich.table import Table
 
-from dispatcher.adapters.configmap import (
-    DEFAULT_KEY,
-    DEFAULT_NAME,
-    SEMAPHORES_NAME,
-    read_config,
-    read_semaphores,
-    write_config,
-)
+from dispatcher.adapters.configmap import read_config, read_semaphores
 from dispatcher.adapters.kubeclient import api_client
 from dispatcher.adapters.workflow_list import managed_workflows
+from dispatcher.commands.class_states import drain_command, pause_command, resume_command
 from dispatcher.commands.common import config_option, settings_or_exit
+from dispatcher.commands.limit_patch import (
+    apply_changes,
+    configmap_option,
+    context_option,
+    key_option,
+    kubeconfig_option,
+    namespace_option,
+    patch_options,
+)
 from dispatcher.commands.output import console, print_json
 from dispatcher.config import ConfigError, Settings, load_settings, parse_settings
 from dispatcher.errors import DispatchError
-from dispatcher.logging import get_logger
 from dispatcher.operator.census import Census, take_census
-from dispatcher.operator.limit_edits import LimitChange, LimitEdit, LimitEditError, edit_limits
-
-log = get_logger()
-
-kubeconfig_option = click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else in-cluster).",
-)
-context_option = click.option("--context", default=None, help="kubeconfig context to use.")
-configmap_option = click.option(
-    "--configmap",
-    default=DEFAULT_NAME,
-    show_default=True,
-    help="ConfigMap that holds the dispatcher's configuration.",
-)
-key_option = click.option(
-    "--key", default=DEFAULT_KEY, show_default=True, help="The ConfigMap key with the YAML."
-)
-namespace_option = click.option(
-    "--namespace",
-    default=None,
-    help="Namespace of the ConfigMap (default: namespace of the configuration).",
-)
+from dispatcher.operator.limit_edits import LimitChange
 
 
 @click.group("limits")
@@ -63,7 +41,9 @@ def limits_group() -> None:
     Limits: the global creation rate and burst (limits.workflows_per_second, limits.burst,
     shared by all replicas), the cap on the dispatcher's Workflow objects in the namespace
     (limits.max_workflow_objects) and the cap on live Workflows per size class
-    (classes[].max_live_workflows). The service applies changes to these without a restart.
+    (classes[].max_live_workflows), and whether a class is active, paused or draining
+    (classes[].state: pause, drain, resume). The service applies changes to these without a
+    restart.
     """
 
 
@@ -174,30 +154,18 @@ def _print_census(
 @click.option("--rate", type=float, help="New limits.workflows_per_second.")
 @click.option("--burst", type=int, help="New limits.burst.")
 @click.option("--max-objects", type=int, help="New limits.max_workflow_objects.")
-@configmap_option
-@key_option
-@namespace_option
-@kubeconfig_option
-@context_option
-@config_option
-@click.option("--dry-run", is_flag=True, help="Server-side dry run: validate and diff only.")
+@patch_options
 def set_command(
     classes: tuple[str, ...],
     max_live: tuple[int, ...],
     rate: float | None,
     burst: int | None,
     max_objects: int | None,
-    configmap: str,
-    key: str,
-    namespace: str | None,
-    kubeconfig: Path | None,
-    context: str | None,
-    config_path: Path | None,
-    dry_run: bool,
+    **target: Any,
 ) -> None:
     """Change limits in the dispatcher's ConfigMap; the running dispatcher picks them up.
 
-    The ConfigMap's config.yaml is edited in place (comments stay), validated like the service
+    The ConfigMap's config.yaml is edited keeping its comments, validated like the service
     validates it (an invalid value is refused with the field and the reason), shown as a diff
     and patched only if nobody changed it since it was read. The kubelet syncs the mounted file
     within about a minute; the dispatcher then logs limits_reloaded. Commit the same change to
@@ -222,66 +190,8 @@ def set_command(
         raise click.UsageError(
             "nothing to change: give --rate, --burst, --max-objects or --class with --max-live"
         )
-    where = namespace or settings_or_exit(config_path).namespace
-    try:
-        api = api_client(kubeconfig, context=context)
-        current = read_config(api, namespace=where, name=configmap, key=key)
-        try:
-            edit = edit_limits(current.text, changes, source=current.source)
-        except (ConfigError, LimitEditError) as exc:
-            raise click.ClickException(f"refused, nothing changed:\n{exc}") from exc
-        _print_diff(edit)
-        if not edit.rows:
-            click.echo("the limits already have these values; nothing to change")
-            return
-        if not edit.comments_kept:
-            click.echo("note: the file's layout forced a re-dump; its comments are not kept")
-        version = write_config(api, current, edit.text, dry_run=dry_run)
-        _warn_about_semaphores(api, edit, namespace=edit.after.namespace, configmap_namespace=where)
-    except DispatchError as exc:
-        raise click.ClickException(str(exc)) from exc
-    changed = {row.field: [row.before, row.after] for row in edit.rows}
-    if dry_run:
-        click.echo(f"dry run: the API server accepted the change to {current.source}; not stored")
-        return
-    log.info("limits_changed", configmap=f"{where}/{configmap}", changes=changed)
-    click.echo(
-        f"patched {current.source} (resourceVersion {current.resource_version} -> {version}); "
-        "the dispatcher applies it after the kubelet syncs the file (up to ~1 min) and its "
-        f"next check (service.reload_seconds={edit.after.service.reload_seconds:g}s)"
-    )
+    apply_changes(changes, **target)
 
 
-def _warn_about_semaphores(
-    api: Any, edit: LimitEdit, *, namespace: str, configmap_namespace: str
-) -> None:
-    """A class cap above Argo's semaphore for the class is capped by Argo instead."""
-    semaphores = read_semaphores(api, namespace=namespace) or read_semaphores(
-        api, namespace=configmap_namespace
-    )
-    changed = {row.field for row in edit.rows}
-    for size_class in edit.after.classes:
-        limit = semaphores.get(size_class.name)
-        if f"classes[{size_class.name}].max_live_workflows" not in changed or limit is None:
-            continue
-        if size_class.max_live_workflows > limit:
-            click.echo(
-                f"warning: classes[{size_class.name}].max_live_workflows="
-                f"{size_class.max_live_workflows} is above Argo's semaphore {limit} "
-                f"(configmap {SEMAPHORES_NAME}): at most {limit} will run at once. Raise it: "
-                f"kubectl -n {namespace} patch configmap {SEMAPHORES_NAME} --type merge "
-                f'-p \'{{"data":{{"{size_class.name}":"{size_class.max_live_workflows}"}}}}\''
-            )
-
-
-def _print_diff(edit: LimitEdit) -> None:
-    table = Table(title="Limit changes")
-    for column in ("field", "now", "new"):
-        table.add_column(column, justify="left" if column == "field" else "right")
-    for row in edit.rows:
-        table.add_row(row.field, _number(row.before), _number(row.after))
-    console().print(table)
-
-
-def _number(value: float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.12g}"
+for _command in (pause_command, resume_command, drain_command):
+    limits_group.add_command(_command)

@@ -36,6 +36,7 @@ class HoldReason(StrEnum):
     RATE = "rate"
     IN_FLIGHT = "in_flight"
     JOINING = "joining"
+    PAUSED = "paused"
 
 
 class Admission:
@@ -77,6 +78,8 @@ class Admission:
         self, size_class: str, class_in_flight: int, total_in_flight: int
     ) -> HoldReason | None:
         """None = admit one Workflow now (a rate token is taken); else why it must wait."""
+        if self.limits.state(size_class) == "paused":
+            return HoldReason.PAUSED  # before the rate: a paused class takes no token
         if not self._members.settled():
             return HoldReason.JOINING
         members = tuple(self._members.members())

@@ -105,9 +105,20 @@ class Engine(Holding[R]):
         return self._admit()
 
     def limits_changed(self, event: LimitsChanged) -> list[Decision[R]]:
-        """Take new live limits; nothing else of the configuration changes."""
+        """Take new live limits; nothing else of the configuration changes.
+
+        A class that stops being active lets go of what it holds: paused, all of it is
+        re-parked; draining, what the limits admit now is created and the rest re-parked.
+        (The service closes the class's stream first, so no copy comes back here.)
+        """
+        before = self.admission.limits
         self.admission.reconfigure(event.limits)
-        return self._admit()
+        decisions: list[Decision[R]] = []
+        for name in self._ready:
+            state = event.limits.state(name)
+            if state != "active" and before.state(name) == "active":
+                decisions.extend(self._let_go(name, create=state == "draining"))
+        return decisions + self._admit()
 
     def tick(self) -> list[Decision[R]]:
         """Close batches whose linger is over, retry what is due, admit what limits allow."""
@@ -143,6 +154,16 @@ class Engine(Holding[R]):
             while queue:
                 decisions.extend(self._repark_batch(queue.popleft()))
         for order_id in list(self._waiting):
+            decisions.extend(self._repark_waiting(order_id))
+        return decisions
+
+    def _let_go(self, name: str, *, create: bool) -> list[Decision[R]]:
+        queue = self._ready[name]
+        queue.extend(self._batcher[name].flush())
+        decisions = self._admit() if create else []
+        while queue:
+            decisions.extend(self._repark_batch(queue.popleft()))
+        for order_id in [o for o in self._waiting if self._tickets[o].size_class == name]:
             decisions.extend(self._repark_waiting(order_id))
         return decisions
 
@@ -200,7 +221,7 @@ class Engine(Holding[R]):
                 hold = self.admission.check(name, in_flight[name], len(self._in_flight))
                 if hold is not None:
                     self.last_hold[name] = hold
-                    if hold is HoldReason.CLASS_CAP:
+                    if hold in (HoldReason.CLASS_CAP, HoldReason.PAUSED):
                         break  # this class waits; others may still go
                     return decisions
                 # Only now, with the limits passed: the re-check costs a look-up per order.

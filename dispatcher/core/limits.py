@@ -8,7 +8,7 @@ refused as a whole (never half-applied), and the service keeps running on the ol
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher.core.settings import Settings
@@ -16,7 +16,7 @@ from dispatcher.core.settings import Settings
 #: Global limits taken live, by their field name under ``limits``.
 GLOBAL_LIVE_FIELDS = ("workflows_per_second", "burst", "max_workflow_objects")
 #: Per-class fields taken live, under ``classes[<name>]``.
-CLASS_LIVE_FIELDS = ("max_live_workflows",)
+CLASS_LIVE_FIELDS = ("max_live_workflows", "state")
 #: Every live field, as the labels the logs, the CLI and the docs use.
 LIVE_FIELDS = tuple(f"limits.{name}" for name in GLOBAL_LIVE_FIELDS) + tuple(
     f"classes[*].{name}" for name in CLASS_LIVE_FIELDS
@@ -31,9 +31,14 @@ class Limits:
     burst: int
     max_workflow_objects: int
     class_caps: Mapping[str, int]
+    #: ``paused`` or ``draining`` classes; a class not named here is active.
+    class_states: Mapping[str, str] = field(default_factory=dict)
 
     def cap(self, size_class: str) -> int:
         return self.class_caps[size_class]
+
+    def state(self, size_class: str) -> str:
+        return self.class_states.get(size_class, "active")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,7 @@ def limits_of(settings: Settings) -> Limits:
         burst=settings.limits.burst,
         max_workflow_objects=settings.limits.max_workflow_objects,
         class_caps={c.name: c.max_live_workflows for c in settings.classes},
+        class_states={c.name: c.state for c in settings.classes if c.state != "active"},
     )
 
 

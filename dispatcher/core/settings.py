@@ -30,6 +30,7 @@ LabelValue = Annotated[
 ]
 
 MAX_INT64 = 2**63 - 1
+ClassState = Literal["active", "paused", "draining"]
 
 
 class _Strict(BaseModel):
@@ -62,6 +63,12 @@ class SizeClass(_Strict):
         le=100_000,
         description="class_topics routing: messages of this class held at most (flow control);"
         " null = 4 x max_orders_per_workflow",
+    )
+
+    state: ClassState = Field(
+        default="active",
+        description="active; paused: takes no orders and creates no Workflows, its backlog stays"
+        " in Pub/Sub; draining: takes no orders, creates what it holds (class_topics routing)",
     )
 
     def effective_hold_budget(self) -> int:
@@ -213,6 +220,19 @@ class Settings(_Strict):
                 )
             previous = bound if bound is not None else previous
         return classes
+
+    @model_validator(mode="after")
+    def _holds_need_their_own_stream(self) -> Self:
+        # One subscription for every class: a held class would fill the shared flow-control
+        # window and starve the others. Only a stream per class can stop pulling one class.
+        held = [c.name for c in self.classes if c.state != "active"]
+        if held and self.pubsub.routing != "class_topics":
+            raise ValueError(
+                f"classes {held} are paused or draining, which needs pubsub.routing: "
+                "class_topics (a subscription per class); in direct routing a held class "
+                "would starve the others"
+            )
+        return self
 
     def size_class(self, name: str) -> SizeClass:
         for size_class in self.classes:

@@ -1,28 +1,33 @@
-"""Changing the live limits inside a configuration file without losing its comments.
+"""Changing the live fields inside a configuration file without losing its comments.
 
-``dispatcher limits set`` rewrites the ``config.yaml`` held in a ConfigMap. Operators annotate
-that file, so values are replaced in place (PyYAML's node marks give each scalar's position)
-rather than by re-dumping the whole document; only when the file's layout does not allow that
-(flow style, aliases) is it re-dumped, and the caller is told. Every edit is validated by
+``dispatcher limits set|pause|resume|drain`` rewrite the ``config.yaml`` held in a ConfigMap.
+Operators annotate that file, so it is edited with ruamel.yaml's round-trip loader, which keeps
+comments, key order, quoting and flow style, and changes only the values named. Only the live
+fields (:mod:`dispatcher.core.limits`) may be edited, and every edit is validated by
 :func:`dispatcher.config.parse_settings`, the same check the service applies on reload.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.representer import RoundTripRepresenter
 
-from dispatcher.config import Settings, parse_settings
-from dispatcher.core.limits import GLOBAL_LIVE_FIELDS, live_values
+from dispatcher.config import ConfigError, Settings, parse_settings
+from dispatcher.core.limits import CLASS_LIVE_FIELDS, GLOBAL_LIVE_FIELDS, live_values
 
 #: The live fields come from one list (core/limits.py), shared with the service's reload.
 GLOBAL_FIELDS = GLOBAL_LIVE_FIELDS
+CLASS_FIELDS = CLASS_LIVE_FIELDS
 
-Number = int | float
+Value = int | float | str
 
 
 class LimitEditError(ValueError):
@@ -31,10 +36,10 @@ class LimitEditError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class LimitChange:
-    """Set ``limits.<field>`` (``size_class`` None) or ``classes[<name>].max_live_workflows``."""
+    """Set ``limits.<field>`` (``size_class`` None) or ``classes[<name>].<field>``."""
 
     field: str
-    value: Number
+    value: Value
     size_class: str | None = None
 
     @property
@@ -47,8 +52,8 @@ class LimitChange:
 @dataclass(frozen=True, slots=True)
 class DiffRow:
     field: str
-    before: Number
-    after: Number
+    before: Value
+    after: Value
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,6 @@ class LimitEdit:
     before: Settings
     after: Settings
     rows: tuple[DiffRow, ...]
-    comments_kept: bool
 
 
 def diff_limits(before: Settings, after: Settings) -> list[DiffRow]:
@@ -76,139 +80,83 @@ def edit_limits(text: str, changes: Sequence[LimitChange], *, source: str) -> Li
     before = parse_settings(text, source=source, environ={})
     names = [c.name for c in before.classes]
     for change in changes:
-        if change.size_class is not None and change.size_class not in names:
-            raise LimitEditError(f"no size class {change.size_class!r}; the classes are {names}")
-        if change.size_class is None and change.field not in GLOBAL_FIELDS:
-            raise LimitEditError(f"limits.{change.field} is not a live limit")
-    new_text = _edit_in_place(text, changes)
-    comments_kept = new_text is not None
-    if new_text is None or not _took_effect(new_text, changes, source=source):
-        new_text = _redump(text, changes)
-        comments_kept = False
+        _check(change, names)
+    yaml = _round_trip()
+    try:
+        document = yaml.load(text)
+    except YAMLError as exc:
+        raise ConfigError(f"{source}: not YAML this editor can keep: {exc}") from exc
+    for change in changes:
+        _target(document, change)[change.field] = change.value
+    out = io.StringIO()
+    yaml.dump(document, out)
+    new_text = out.getvalue()
     after = parse_settings(new_text, source=f"{source} (changed)", environ={})
+    for change in changes:
+        if _value_of(after, change) != change.value:  # e.g. a merge key that wins over it
+            raise LimitEditError(f"{change.label}: the file's layout kept the edit from applying")
     return LimitEdit(
-        text=new_text,
-        before=before,
-        after=after,
-        rows=tuple(diff_limits(before, after)),
-        comments_kept=comments_kept,
+        text=new_text, before=before, after=after, rows=tuple(diff_limits(before, after))
     )
 
 
-def _value_of(settings: Settings, change: LimitChange) -> Number:
+def _check(change: LimitChange, names: list[str]) -> None:
     if change.size_class is None:
-        value: Number = getattr(settings.limits, change.field)
-        return value
-    return settings.size_class(change.size_class).max_live_workflows
-
-
-def _took_effect(text: str, changes: Sequence[LimitChange], *, source: str) -> bool:
-    try:
-        settings = parse_settings(text, source=source, environ={})
-    except Exception:  # noqa: BLE001 - the re-dump path validates again and reports
-        return False
-    return all(_value_of(settings, change) == change.value for change in changes)
-
-
-def _scalar(value: Number) -> str:
+        if change.field not in GLOBAL_FIELDS:
+            raise LimitEditError(f"{change.label} is not a live field; live: {GLOBAL_FIELDS}")
+    else:
+        if change.size_class not in names:
+            raise LimitEditError(f"no size class {change.size_class!r}; the classes are {names}")
+        if change.field not in CLASS_FIELDS:
+            raise LimitEditError(f"{change.label} is not a live field; live: {CLASS_FIELDS}")
+    value = change.value
     if isinstance(value, bool):
-        raise LimitEditError("limits are numbers, not booleans")
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(value):
-        raise LimitEditError(f"{value} is not a usable limit")
-    # No exponent: YAML 1.1 (PyYAML) reads "1e-05" as a string.
-    return f"{value:.12f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:.1f}"
+        raise LimitEditError(f"{change.label}: limits are numbers, not booleans")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise LimitEditError(f"{change.label}: {value} is not a usable limit")
 
 
-# -- in-place editing ----------------------------------------------------------------------
-_Edit = tuple[int, int, str]  # start, end, replacement
+def _target(document: Any, change: LimitChange) -> Any:
+    if not isinstance(document, CommentedMap):
+        raise LimitEditError("the configuration is not a YAML mapping")
+    if change.size_class is None:
+        if document.get("limits") is None:
+            document["limits"] = CommentedMap()
+        return document["limits"]
+    for item in document.get("classes") or ():
+        if isinstance(item, CommentedMap) and item.get("name") == change.size_class:
+            return item
+    raise LimitEditError(f"no size class {change.size_class!r} in the file")
 
 
-def _edit_in_place(text: str, changes: Sequence[LimitChange]) -> str | None:
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    if not isinstance(root, yaml.MappingNode) or root.flow_style:
-        return None
-    edits: list[_Edit] = []
-    appended: list[str] = []
-    for change in changes:
-        if change.size_class is None:
-            section = _get(root, "limits")
-            if section is None:
-                appended.append(f"  {change.field}: {_scalar(change.value)}")
-                continue
-            if not isinstance(section, yaml.MappingNode):
-                return None
-            mapping = section
-        else:
-            found = _class_node(root, change.size_class)
-            if found is None:
-                return None
-            mapping = found
-        edit = _set(mapping, change.field, _scalar(change.value), text)
-        if edit is None:
-            return None
-        edits.append(edit)
-    result = text
-    for start, end, replacement in sorted(edits, key=lambda e: e[0], reverse=True):
-        result = result[:start] + replacement + result[end:]
-    if appended:
-        result = result.rstrip("\n") + "\nlimits:\n" + "\n".join(appended) + "\n"
-    return result
+def _value_of(settings: Settings, change: LimitChange) -> Value:
+    owner: Any = settings.limits
+    if change.size_class is not None:
+        owner = settings.size_class(change.size_class)
+    value: Value = getattr(owner, change.field)
+    return value
 
 
-def _get(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
-    for key_node, value_node in mapping.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
-            return value_node  # type: ignore[no-any-return]
-    return None
+def _round_trip() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never fold a long line the operator wrote on one
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.Representer = _Representer
+    return yaml
 
 
-def _class_node(root: yaml.MappingNode, name: str) -> yaml.MappingNode | None:
-    classes = _get(root, "classes")
-    if not isinstance(classes, yaml.SequenceNode):
-        return None
-    for item in classes.value:
-        if isinstance(item, yaml.MappingNode):
-            named = _get(item, "name")
-            if isinstance(named, yaml.ScalarNode) and named.value == name:
-                return item
-    return None
+class _Representer(RoundTripRepresenter):
+    """Floats without an exponent: PyYAML (YAML 1.1, the loader) reads ``1e-05`` as a string.
+    ``null`` stays written out (ruamel would leave the value empty: same meaning, less clear)."""
+
+    def represent_none(self, data: None) -> Any:
+        return self.represent_scalar("tag:yaml.org,2002:null", "null")
+
+    def represent_float(self, data: float) -> Any:
+        text = f"{data:.12f}".rstrip("0").rstrip(".") if data != int(data) else f"{data:.1f}"
+        return self.represent_scalar("tag:yaml.org,2002:float", text)
 
 
-def _set(mapping: yaml.MappingNode, key: str, scalar: str, text: str) -> _Edit | None:
-    if mapping.flow_style:
-        return None
-    value = _get(mapping, key)
-    if value is not None:
-        if not isinstance(value, yaml.ScalarNode) or value.style not in (None, ""):
-            return None
-        if text[value.start_mark.index] == "*":  # an alias; replacing it changes its meaning
-            return None
-        return value.start_mark.index, value.end_mark.index, scalar
-    if not mapping.value:
-        return None
-    # Insert a new key after the mapping's last entry, at the indentation of its keys.
-    first_key = mapping.value[0][0]
-    indent = first_key.start_mark.column
-    last_value = mapping.value[-1][1]
-    if not isinstance(last_value, yaml.ScalarNode):
-        return None
-    line_end = text.find("\n", last_value.end_mark.index)
-    position = len(text) if line_end < 0 else line_end
-    return position, position, "\n" + " " * indent + f"{key}: {scalar}"
-
-
-def _redump(text: str, changes: Sequence[LimitChange]) -> str:
-    raw: Any = yaml.safe_load(text) or {}
-    for change in changes:
-        if change.size_class is None:
-            raw.setdefault("limits", {})[change.field] = change.value
-            continue
-        for item in raw.get("classes", []):
-            if isinstance(item, dict) and item.get("name") == change.size_class:
-                item[change.field] = change.value
-    return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+_Representer.add_representer(float, _Representer.represent_float)
+_Representer.add_representer(type(None), _Representer.represent_none)

@@ -29,6 +29,7 @@ from dispatcher.core.flights import EngineConfig
 from dispatcher.core.limits import LIVE_FIELDS, LimitsChanged, compare, limits_of
 from dispatcher.core.ports import Claims, ClusterState, Members, OrderLedger
 from dispatcher.logging import get_logger
+from dispatcher.service.class_streams import ClassStreams, state_moves
 from dispatcher.service.executor import Executor
 from dispatcher.service.loop import Runner
 from dispatcher.service.metrics import Metrics
@@ -76,6 +77,7 @@ class Service:
     _reloader: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _router: Router | None = None
+    _class_streams: ClassStreams | None = None
 
     def start(self) -> None:
         ps = self.settings.pubsub
@@ -116,16 +118,13 @@ class Service:
         )
         self._runner.start()
         if ps.routing == "class_topics":
-            for size_class in self.settings.classes:
-                self._streams.append(
-                    open_stream(
-                        self.subscriber,
-                        ps,
-                        self._runner.offer,
-                        subscription=ps.class_subscription_path(size_class.name),
-                        max_messages=size_class.effective_hold_budget(),
-                    )
-                )
+            self._class_streams = ClassStreams(
+                self.settings,
+                subscriber=self.subscriber,
+                put=self._runner.offer,
+                executor=self._runner.executor,
+            )
+            self._class_streams.open(c.name for c in self.settings.classes if c.state == "active")
             self._router = Router(self.settings, publisher=self.publisher, metrics=self.metrics)
             self._streams.append(
                 open_stream(
@@ -161,7 +160,7 @@ class Service:
         runner = self._runner
         if runner is None or not runner.alive():
             return False, "engine thread is not running"
-        if any(stream.done() for stream in self._streams):
+        if any(stream.done() for stream in self._all_streams()):
             return False, "a Pub/Sub stream has ended"
         return True, "ok"
 
@@ -180,9 +179,10 @@ class Service:
         self.runner.executor.unary_acks = acks
         if self._router is not None:
             self._router.unary_acks = acks
-        for stream in self._streams:
+        streams = self._all_streams()
+        for stream in streams:
             stream.cancel()
-        for stream in self._streams:
+        for stream in streams:
             try:
                 stream.result(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - shutting down either way
@@ -191,6 +191,10 @@ class Service:
         self.runner.close(max(0.0, deadline - time.monotonic()))
         log.info("dispatcher_stopped", drained=drained, acknowledge_calls=acks.calls)
         return drained
+
+    def _all_streams(self) -> list[Any]:
+        held = self._class_streams
+        return self._streams + ([] if held is None else held.streams())
 
     def _repark_topic(self) -> Callable[[str], str]:
         ps = self.settings.pubsub
@@ -213,8 +217,14 @@ class Service:
             return False
         if not reload.changes:
             return True
+        held, freed = state_moves(self.settings, settings)
         self.settings = settings
+        streams = self._class_streams if held or freed else None
+        if held and streams is not None:  # closed first: what the engine re-parks stays away
+            streams.close(held, timeout=settings.service.drain_seconds)
         self.runner.limits_changed(LimitsChanged(limits_of(settings)))
+        if freed and streams is not None:
+            streams.open(freed)
         log.info("limits_reloaded", changes={k: list(v) for k, v in reload.changes.items()})
         return True
 

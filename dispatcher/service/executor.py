@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar, assert_never
 
 from dispatcher.adapters.pubsub import Delivery, is_too_large
 from dispatcher.adapters.pubsub import original_attributes as copied_attributes
+from dispatcher.adapters.pubsub_stream import SUBSCRIPTION_ATTR
 from dispatcher.adapters.sinks import CreateResult, WorkflowSink
 from dispatcher.core.decisions import Ack, Create, DeadLetter, Decision, Repark
 from dispatcher.core.outcomes import (
@@ -70,6 +71,10 @@ class Executor(Generic[D]):
         #: How deliveries are acked: through their stream (None), or, once the streams are
         #: being closed for shutdown, by an Acknowledge call (adapters/pubsub_stream.py).
         self.unary_acks: Any = None
+        #: Streams closed while the service runs (a paused or draining class's), by the id of
+        #: the tag their deliveries carry; those deliveries are acked through ``late_acks``.
+        self.closed_streams: frozenset[int] = frozenset()
+        self.late_acks: Any = None
 
     def carry_out(self, decisions: list[Decision[D]]) -> None:
         acks: list[D] = []
@@ -91,8 +96,19 @@ class Executor(Generic[D]):
         if unary is not None:
             unary.ack(receipts)
             return
+        if self.closed_streams:
+            receipts = self._ack_late(receipts)
         for receipt in receipts:
             receipt.ack()
+
+    def _ack_late(self, receipts: list[D]) -> list[D]:
+        """Acks those of closed streams with Acknowledge calls; returns the others."""
+        closed = self.closed_streams
+        late = [r for r in receipts if id(getattr(r, SUBSCRIPTION_ATTR, None)) in closed]
+        if not late:
+            return receipts
+        self.late_acks.ack(late)
+        return [r for r in receipts if id(getattr(r, SUBSCRIPTION_ATTR, None)) not in closed]
 
     def _one(self, decision: Decision[D], acks: list[D]) -> None:
         match decision:

@@ -233,3 +233,66 @@ def test_status_counts_live_workflows_per_class(k8s_cluster: Any, space: Any) ->
     table = run(k8s_cluster, "limits", "status", "--namespace", namespace)
     assert table.exit_code == 0, table.output
     assert "objects: 4 of limits.max_workflow_objects 2,000" in " ".join(table.stdout.split())
+
+
+def test_pause_drain_resume_edit_the_class_state(k8s_cluster: Any, space: Any) -> None:
+    namespace, api = space
+    direct = config_text(api, namespace)
+    refused = run(k8s_cluster, "limits", "pause", "--namespace", namespace, "--class", "large")
+    assert refused.exit_code == 1 and "class_topics" in refused.output
+    assert config_text(api, namespace) == direct
+    k8s.CoreV1Api(api).patch_namespaced_config_map(
+        CONFIGMAP,
+        namespace,
+        {"data": {"config.yaml": direct.replace("routing: direct ", "routing: class_topics ")}},
+    )
+    before = config_text(api, namespace)
+
+    def state(cls: str) -> str:
+        return (
+            parse_settings(config_text(api, namespace), source="cm", environ={})
+            .size_class(cls)
+            .state
+        )
+
+    dry = run(
+        k8s_cluster, "limits", "pause", "--namespace", namespace, "--class", "large", "--dry-run"
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "classes[large].state" in dry.stdout and "paused" in dry.stdout
+    assert "dry run" in dry.stdout and config_text(api, namespace) == before
+
+    paused = run(k8s_cluster, "limits", "pause", "--namespace", namespace, "--class", "large")
+    assert paused.exit_code == 0 and "patched" in paused.stdout, paused.output
+    assert state("large") == "paused" and state("small") == "active"
+    assert "# global creation rate (shared by all replicas)" in config_text(api, namespace)
+
+    drained = run(
+        k8s_cluster,
+        "limits",
+        "drain",
+        "--namespace",
+        namespace,
+        "--class",
+        "large",
+        "--class",
+        "small",
+    )
+    assert drained.exit_code == 0, drained.output
+    assert (state("large"), state("small")) == ("draining", "draining")
+
+    resumed = run(
+        k8s_cluster,
+        "limits",
+        "resume",
+        "--namespace",
+        namespace,
+        "--class",
+        "large",
+        "--class",
+        "small",
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert config_text(api, namespace).replace("    state: active\n", "") == before
+    unknown = run(k8s_cluster, "limits", "pause", "--namespace", namespace, "--class", "huge")
+    assert unknown.exit_code == 1 and "no size class 'huge'" in unknown.output

@@ -29,9 +29,16 @@ from dispatcher.service.assembly import Service
 NON_LIVE_EDITS = ("environment", "max_order_bytes", "template", "node_pool", "name_prefix")
 
 
-def edited(settings: Settings, *, cap: int, edit: str | None) -> Settings:
-    """``settings`` with every class cap set to ``cap`` and at most one non-live field edited."""
-    classes = [c.model_copy(update={"max_live_workflows": cap}) for c in settings.classes]
+def edited(settings: Settings, *, cap: int, edit: str | None, large: str = "active") -> Settings:
+    """``settings`` with every class cap set to ``cap``, the large class in state ``large``
+    (a live field too) and at most one non-live field edited."""
+    last = settings.classes[-1].name
+    classes = [
+        c.model_copy(
+            update={"max_live_workflows": cap, "state": large if c.name == last else c.state}
+        )
+        for c in settings.classes
+    ]
     update: dict[str, Any] = {"classes": classes}
     if edit == "environment":
         update["environment"] = f"{settings.environment}-staging"
@@ -60,6 +67,7 @@ class ReloadTarget:
         self.settings = settings
         self.runner = self
         self._on_change = on_change
+        self._class_streams = None  # the model's broker has one queue: nothing to close
 
     def limits_changed(self, event: LimitsChanged) -> None:
         self._on_change(event)

@@ -199,3 +199,36 @@ def test_drain_after_a_publish_outage_spends_attempts_only_of_what_the_outage_le
             lambda m: m.replica_drains(0),
         ]
     )
+
+
+def large_created(model: LoopModel) -> bool:
+    return any("o0-large" in w.order_ids for w in model.world.api.history)
+
+
+def test_a_paused_class_creates_nothing_until_resumed_and_spends_no_attempt() -> None:
+    """Issue 11: pause re-parks what the class holds and creates nothing of it; resuming (the
+    teardown's reload too) lets it through; the invariants hold after every step."""
+
+    def nothing_created(model: LoopModel) -> None:
+        assert not large_created(model)
+
+    model = run(
+        [
+            lambda m: m.reload(0, None),
+            lambda m: m.publish_order(0, "large"),
+            lambda m: m.deliver(0, 0),
+            lambda m: m.reload(1, None, "paused"),
+            lambda m: m.deliver_backlog(0),
+            lambda m: m.time_passes(3.0),
+            creates_land,
+            nothing_created,
+            lambda m: m.reload(1, None, "draining"),
+            lambda m: m.time_passes(3.0),
+            creates_land,
+            lambda m: m.reload(1, None, "active"),
+            lambda m: m.deliver_backlog(0),
+            lambda m: m.time_passes(3.0),
+            creates_land,
+        ]
+    )
+    assert large_created(model)

@@ -167,11 +167,16 @@ class LoopModel(RuleBasedStateMachine):
             replica.step()
 
     @precondition(lambda self: self.world.replicas)
-    @rule(cap=st.integers(0, 3), edit=st.sampled_from((None, *NON_LIVE_EDITS)))
-    def reload(self, cap: int, edit: str | None) -> None:
-        """The ConfigMap changes: new caps, and maybe a field that is not live."""
+    @rule(
+        cap=st.integers(0, 3),
+        edit=st.sampled_from((None, *NON_LIVE_EDITS)),
+        large=st.sampled_from(("active", "active", "paused", "draining")),
+    )
+    def reload(self, cap: int, edit: str | None, large: str = "active") -> None:
+        """The ConfigMap changes: new caps, the large class paused, drained or resumed, and
+        maybe a field that is not live."""
         running = self.world.config or self.world.settings
-        new = edited(running, cap=cap, edit=edit)
+        new = edited(running, cap=cap, edit=edit, large=large)
         accepted = compare(running, new).accepted
         for replica in self.world.replicas:
             before = replica.engine.limits

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from dispatcher.adapters.pubsub import dead_letter_attributes
 from dispatcher.cli import cli
 from dispatcher.commands.output import ago, clip
 from dispatcher.commands.pubsub_access import dead_letter_subscription, qualify
-from dispatcher.config import ConfigError, default_config_text, load_settings
+from dispatcher.config import load_settings
 from dispatcher.core.decisions import DeadLetter
 from dispatcher.core.order import Reason
 from dispatcher.core.replay import (
@@ -33,7 +32,6 @@ from dispatcher.core.replay import (
     replay_fails_again,
 )
 from dispatcher.operator.census import take_census
-from dispatcher.operator.limit_edits import LimitChange, LimitEditError, edit_limits
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -156,116 +154,6 @@ def test_default_names_follow_the_deployed_resources() -> None:
     assert qualify("orders", kind="topics", project="p") == "projects/p/topics/orders"
 
 
-# -- limit edits -----------------------------------------------------------------------------
-def test_edit_keeps_comments_and_changes_only_the_named_lines() -> None:
-    text = default_config_text()
-    changes = [
-        LimitChange(field="max_live_workflows", value=7, size_class="medium"),
-        LimitChange(field="workflows_per_second", value=2.5),
-        LimitChange(field="burst", value=30),
-    ]
-    edit = edit_limits(text, changes, source="test")
-    assert edit.comments_kept
-    changed = [
-        line
-        for line in difflib.unified_diff(
-            text.splitlines(), edit.text.splitlines(), lineterm="", n=0
-        )
-        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
-    ]
-    assert len(changed) == 6, changed
-    assert (
-        "  workflows_per_second: 2.5       # global creation rate (shared by all replicas)"
-        in edit.text
-    )
-    assert edit.after.size_class("medium").max_live_workflows == 7
-    assert edit.after.size_class("small").max_live_workflows == 40
-    assert (edit.after.limits.workflows_per_second, edit.after.limits.burst) == (2.5, 30)
-    assert {(r.field, r.before, r.after) for r in edit.rows} == {
-        ("classes[medium].max_live_workflows", 20, 7),
-        ("limits.workflows_per_second", 5.0, 2.5),
-        ("limits.burst", 20, 30),
-    }
-
-
-def test_edit_adds_missing_keys_and_sections() -> None:
-    base = "classes:\n  - name: only   # the one class\n    template: t\n" + "".join(
-        f"    {k}: {v}\n"
-        for k, v in {
-            "max_orders_per_workflow": 1,
-            "max_batch_input_bytes": 10,
-            "max_linger_seconds": 0,
-            "node_pool": "p",
-            "spot": "false",
-            "cpu": '"1"',
-            "memory": "1Gi",
-            "max_live_workflows": 3,
-        }.items()
-    )
-    edit = edit_limits(base, [LimitChange(field="burst", value=9)], source="t")
-    assert edit.comments_kept and edit.after.limits.burst == 9
-    assert edit.text.endswith("limits:\n  burst: 9\n")
-    with_section = base + "limits:\n  workflows_per_second: 1   # slow\n"
-    edit = edit_limits(
-        with_section, [LimitChange(field="max_workflow_objects", value=50)], source="t"
-    )
-    assert "  workflows_per_second: 1   # slow\n  max_workflow_objects: 50" in edit.text
-    assert (
-        edit.after.limits.max_workflow_objects == 50 and edit.after.limits.workflows_per_second == 1
-    )
-
-
-def test_flow_style_is_redumped_and_says_so() -> None:
-    text = re.sub(
-        r"^limits:\n(?:  .*\n)+",
-        "limits: {workflows_per_second: 5, burst: 20, max_workflow_objects: 2000}\n",
-        default_config_text(),
-        count=1,
-        flags=re.MULTILINE,
-    )
-    assert "limits: {" in text
-    edit = edit_limits(text, [LimitChange(field="burst", value=3)], source="t")
-    assert not edit.comments_kept and edit.after.limits.burst == 3
-    assert [(r.field, r.after) for r in edit.rows] == [("limits.burst", 3)]
-
-
-def test_tiny_rates_are_written_without_an_exponent() -> None:
-    edit = edit_limits(
-        default_config_text(),
-        [LimitChange(field="workflows_per_second", value=0.00001)],
-        source="t",
-    )
-    assert edit.after.limits.workflows_per_second == pytest.approx(0.00001)
-    assert "workflows_per_second: 0.00001 " in edit.text
-
-
-def test_invalid_values_are_refused_with_the_field_and_reason() -> None:
-    text = default_config_text()
-    with pytest.raises(
-        ConfigError, match=r"limits\.burst: Input should be greater than or equal to 1"
-    ):
-        edit_limits(text, [LimitChange(field="burst", value=0)], source="cm")
-    with pytest.raises(ConfigError, match=r"classes"):
-        edit_limits(
-            text,
-            [LimitChange(field="max_live_workflows", value=-1, size_class="small")],
-            source="cm",
-        )
-    with pytest.raises(LimitEditError, match="no size class 'huge'"):
-        edit_limits(
-            text, [LimitChange(field="max_live_workflows", value=1, size_class="huge")], source="cm"
-        )
-    with pytest.raises(LimitEditError):
-        edit_limits(
-            text, [LimitChange(field="workflows_per_second", value=float("inf"))], source="cm"
-        )
-
-
-def test_unchanged_values_give_an_empty_diff() -> None:
-    edit = edit_limits(default_config_text(), [LimitChange(field="burst", value=20)], source="t")
-    assert edit.rows == ()
-
-
 # -- census ----------------------------------------------------------------------------------
 def workflow(size_class: str | None, phase: str | None) -> dict[str, Any]:
     labels = {"app.kubernetes.io/managed-by": "burst-dispatcher"}
@@ -310,6 +198,8 @@ def test_operator_commands_refuse_bad_arguments() -> None:
     assert nothing.exit_code == 2 and "nothing to change" in nothing.output
     unpaired = run("limits", "set", "--class", "small")
     assert unpaired.exit_code == 2 and "pairs" in unpaired.output
+    no_class = run("limits", "pause")
+    assert no_class.exit_code == 2 and "--class" in no_class.output
 
 
 @pytest.mark.parametrize(
@@ -322,6 +212,9 @@ def test_operator_commands_refuse_bad_arguments() -> None:
         ["limits"],
         ["limits", "status"],
         ["limits", "set"],
+        ["limits", "pause"],
+        ["limits", "drain"],
+        ["limits", "resume"],
     ],
 )
 def test_every_operator_command_explains_itself(command: list[str]) -> None:

@@ -57,4 +57,23 @@ def test_the_live_fields_are_one_list() -> None:
         "limits.burst",
         "limits.max_workflow_objects",
         "classes[*].max_live_workflows",
+        "classes[*].state",
     )
+
+
+def test_a_change_of_class_state_is_live() -> None:
+    old = settings()
+    old = old.model_copy(
+        update={"pubsub": old.pubsub.model_copy(update={"routing": "class_topics"})}
+    )
+    new = old.model_copy(
+        update={
+            "classes": [
+                c.model_copy(update={"state": "paused"}) if c.name == "large" else c
+                for c in old.classes
+            ]
+        }
+    )
+    reload = compare(old, new)
+    assert reload.accepted and reload.changes == {"classes[large].state": ("active", "paused")}
+    assert limits_of(new).state("large") == "paused" and limits_of(new).state("small") == "active"

@@ -1,0 +1,135 @@
+"""Pausing and resuming a class live, on the real emulator in ``class_topics`` routing.
+
+The large class holds three orders (cap 0) when it is paused through the service's reload
+path (``Service.apply``, what a changed ConfigMap reaches). Its stream closes, the three are
+re-parked onto its topic, and they wait there, in Pub/Sub, while small orders published after
+the pause still become Workflows. Resuming it (cap raised too) creates the three.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from dispatcher.adapters.cluster_memory import LocalClusterState
+from dispatcher.adapters.sinks import MemorySink
+from dispatcher.config import Settings, load_settings
+from dispatcher.service.assembly import Service
+
+pytestmark = pytest.mark.pubsub
+
+
+def with_large(settings: Settings, **update: Any) -> Settings:
+    classes = [c.model_copy(update=update) if c.name == "large" else c for c in settings.classes]
+    return settings.model_copy(update={"classes": classes})
+
+
+def wait_for(what: str, done: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def created(sink: MemorySink, size_class: str) -> set[str]:
+    ids: set[str] = set()
+    for body in list(sink.bodies.values()):
+        if body["metadata"]["labels"]["burst-dispatcher.io/size-class"] == size_class:
+            ids.update(json.loads(body["metadata"]["annotations"]["burst-dispatcher.io/order-ids"]))
+    return ids
+
+
+def test_a_paused_class_waits_in_pubsub_while_others_go_and_resume_creates_it(
+    pubsub_clients: Any,
+) -> None:
+    pub, sub, project = pubsub_clients.publisher, pubsub_clients.subscriber, pubsub_clients.project
+    prefix = f"pause-{uuid.uuid4().hex[:8]}"
+    base = load_settings(environ={})
+    settings = base.model_copy(
+        update={
+            "pubsub": base.pubsub.model_copy(
+                update={
+                    "project": project,
+                    "subscription": f"{prefix}-intake",
+                    "dead_letter_topic": f"{prefix}-dlq",
+                    "routing": "class_topics",
+                    "class_topic": prefix + "-{size_class}",
+                    "class_subscription": prefix + "-{size_class}-sub",
+                }
+            ),
+            "limits": base.limits.model_copy(update={"workflows_per_second": 1000, "burst": 1000}),
+            "classes": [c.model_copy(update={"max_linger_seconds": 0.2}) for c in base.classes],
+        }
+    )
+    settings = with_large(settings, max_live_workflows=0)
+    ps = settings.pubsub
+    intake_topic = pub.topic_path(project, f"{prefix}-orders")
+    for topic in (intake_topic, ps.dead_letter_topic_path()):
+        pub.create_topic(name=topic)
+    sub.create_subscription(name=ps.subscription_path(), topic=intake_topic)
+    for c in settings.classes:
+        pub.create_topic(name=ps.class_topic_path(c.name))
+        sub.create_subscription(
+            name=ps.class_subscription_path(c.name), topic=ps.class_topic_path(c.name)
+        )
+    sink = MemorySink()
+    service = Service(
+        settings, subscriber=sub, publisher=pub, sink=sink, cluster=LocalClusterState()
+    )
+    service.start()
+    engine = service.runner.engine
+
+    def publish(order_id: str, size: int) -> None:
+        body = {"order_id": order_id, "input": {"uri": "gs://x", "size_bytes": size}}
+        pub.publish(intake_topic, json.dumps(body).encode()).result(30)
+
+    try:
+        for i in range(3):
+            publish(f"large-{i}", 10**12)
+        wait_for("large orders held at cap 0", lambda: engine.held_orders()["large"] == 3)
+
+        paused = with_large(settings, state="paused")
+        assert service.apply(paused)
+        wait_for("held large orders re-parked", lambda: engine.held_orders()["large"] == 0)
+        # Their originals came on the closed stream: acked by Acknowledge calls, without error.
+        executor = service.runner.executor
+        wait_for("originals acked", lambda: getattr(executor.late_acks, "calls", 0) >= 1)
+        assert service.metrics.decision_errors._value.get() == 0
+        assert service.healthy() == (True, "ok")  # a stream closed on purpose is no failure
+        for i in range(5):
+            publish(f"small-{i}", 1000)
+        wait_for(
+            "small orders created while large is paused", lambda: len(created(sink, "small")) == 5
+        )
+        assert created(sink, "large") == set() and engine.last_hold["large"] in (None, "paused")
+
+        # The backlog is in Pub/Sub: the three re-parked copies wait on the large subscription.
+        waiting: dict[str, str] = {}
+
+        def pull_backlog() -> bool:
+            found = sub.pull(
+                subscription=ps.class_subscription_path("large"), max_messages=10, timeout=5
+            )
+            for m in found.received_messages:
+                waiting[m.message.attributes["order_id"]] = m.ack_id
+            return len(waiting) >= 3
+
+        wait_for("the large backlog in Pub/Sub", pull_backlog)
+        assert sorted(waiting) == ["large-0", "large-1", "large-2"]
+        sub.modify_ack_deadline(
+            subscription=ps.class_subscription_path("large"),
+            ack_ids=list(waiting.values()),
+            ack_deadline_seconds=0,
+        )
+        assert engine.held_orders()["large"] == 0 and created(sink, "large") == set()
+
+        assert service.apply(with_large(paused, state="active", max_live_workflows=5))
+        wait_for("resume creates the large orders", lambda: len(created(sink, "large")) == 3)
+        assert created(sink, "large") == {"large-0", "large-1", "large-2"}
+    finally:
+        service.stop(grace=20)
