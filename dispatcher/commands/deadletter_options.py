@@ -36,7 +36,22 @@ reason_option = click.option(
 max_scan_option = click.option(
     "--max-scan",
     type=click.IntRange(min=1),
-    default=10_000,
+    default=None,
+    help="Look at no more than this many dead letters (default: no cap).",
+)
+idle_timeout_option = click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0.5),
+    default=10.0,
     show_default=True,
-    help="Look at no more than this many dead letters.",
+    help="Stop once no new dead letter arrived for this many seconds (the subscription is empty).",
+)
+
+#: Exit codes of the dead-letter commands, shown at the end of their --help.
+EXIT_CODES = (
+    "\b\nExit codes:\n"
+    "  0    done (also when nothing matched)\n"
+    "  1    a publish failed, or Pub/Sub, credentials or the configuration refused\n"
+    "  2    wrong usage (unknown option, bad value)\n"
+    "  130  interrupted (Ctrl-C): replay acks what it republished; the rest is given back"
 )

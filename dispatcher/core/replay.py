@@ -144,7 +144,11 @@ def replay_attributes(attributes: Mapping[str, str], *, dead_letter_id: str) -> 
 
 def reason_counts(records: Iterable[DeadLetterRecord]) -> list[tuple[str, int]]:
     """Dead letters per reason, most frequent first (ties by name)."""
-    counts = Counter(record.reason for record in records)
+    return ranked(Counter(record.reason for record in records))
+
+
+def ranked(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Counts per reason, most frequent first (ties by name)."""
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
