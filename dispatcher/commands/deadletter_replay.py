@@ -157,6 +157,8 @@ def replay_command(
                             queue.ack(sent)
                         done = sweep.chosen if dry_run else sum(tally.replayed.values())
                         meter.update(done=done, looked_at=sweep.looked_at)
+                        if batch:
+                            tally.busy_seconds = meter.seconds
                         if tally.errors:
                             sweep.stop("a publish failed")
                 except KeyboardInterrupt:

@@ -31,6 +31,8 @@ class ReplayTally:
     failed: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     sample: list[DeadLetterRecord] = field(default_factory=list)
+    #: Seconds from the start to the last batch chosen: the run without its idle tail.
+    busy_seconds: float = 0.0
 
     def chose(self, batch: list[DeadLetterRecord]) -> None:
         self.selected.update(record.reason for record in batch)
@@ -70,7 +72,10 @@ def replay_document(
         "failed": sum(tally.failed.values()),
         "given_back": sweep.looked_at - replayed,
         "seconds": round(seconds, 3),
-        "replayed_per_second": round(replayed / seconds, 1) if seconds > 0 else 0.0,
+        "busy_seconds": round(tally.busy_seconds, 3),
+        "replayed_per_second": (
+            round(replayed / tally.busy_seconds, 1) if tally.busy_seconds > 0 else 0.0
+        ),
         "reasons": reasons,
         "errors": tally.errors[:20],
     }
@@ -133,5 +138,6 @@ def print_replay(document: dict[str, Any], output: str) -> None:
     out.print(
         f"{verb} {count:,} of {document['looked_at']:,} dead letters looked at "
         f"({document['stopped']}); {passed:,} not selected and given back; "
-        f"{document['seconds']:,.1f}s, {document['replayed_per_second']:,.0f}/s"
+        f"{document['seconds']:,.1f}s ({document['busy_seconds']:,.1f}s busy, "
+        f"{document['replayed_per_second']:,.0f}/s)"
     )
