@@ -48,10 +48,16 @@ idle_timeout_option = click.option(
 )
 
 #: Exit codes of the dead-letter commands, shown at the end of their --help.
+INSPECT_EXIT_CODES = (
+    "\b\nExit codes:\n"
+    "  0    done (also when nothing matched)\n"
+    "  1    Pub/Sub, credentials or the configuration refused, or interrupted (Ctrl-C)\n"
+    "  2    wrong usage (unknown option, bad value)"
+)
 EXIT_CODES = (
     "\b\nExit codes:\n"
     "  0    done (also when nothing matched)\n"
     "  1    a publish failed, or Pub/Sub, credentials or the configuration refused\n"
     "  2    wrong usage (unknown option, bad value)\n"
-    "  130  interrupted (Ctrl-C): replay acks what it republished; the rest is given back"
+    "  130  interrupted (Ctrl-C): what was republished is acked, the rest given back"
 )

@@ -21,7 +21,7 @@ from dispatcher.adapters.pubsub_clients import subscriber_client
 from dispatcher.adapters.pubsub_errors import COMMAND_ERRORS
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.deadletter_options import (  # noqa: F401 - re-exported names
-    EXIT_CODES,
+    INSPECT_EXIT_CODES,
     ORDERS_TOPIC_ENV,
     PUBLISH_TIMEOUT_SECONDS,
     SUBSCRIPTION_ENV,
@@ -53,7 +53,7 @@ def dead_letter_group() -> None:
     """
 
 
-@dead_letter_group.command("inspect", epilog=EXIT_CODES)
+@dead_letter_group.command("inspect", epilog=INSPECT_EXIT_CODES)
 @subscription_option
 @project_option
 @config_option
