@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from dispatcher.commands.output import console
@@ -37,6 +38,7 @@ class Meter:
         live: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
         every: float = PLAIN_EVERY_SECONDS,
+        screen: Console | None = None,
     ) -> None:
         self._description = description
         self._total = total
@@ -54,7 +56,7 @@ class Meter:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[looked]:,} looked at  {task.fields[rate]:,.0f}/s"),
-                console=console(stderr=True),
+                console=screen or console(stderr=True),
                 transient=True,
             )
             self._task = self._bar.add_task(description, total=total, looked=0, rate=0.0)

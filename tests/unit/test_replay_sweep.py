@@ -11,6 +11,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 
 from dispatcher.commands.output import print_document
 from dispatcher.commands.progress import Meter
@@ -122,3 +123,14 @@ def test_documents_print_as_json_or_yaml(capsys: pytest.CaptureFixture[str]) -> 
     assert yaml.safe_load(io.StringIO(capsys.readouterr().out)) == document
     with pytest.raises(ValueError):
         print_document(document, "table")
+
+
+def test_a_live_meter_draws_counts_and_rate() -> None:
+    clock = FakeClock()
+    screen = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with Meter("replaying", total=400, live=True, clock=clock, screen=screen) as meter:
+        clock.advance(2)
+        meter.update(done=200, looked_at=300)
+        assert meter.rate == pytest.approx(100)
+    drawn = screen.file.getvalue()  # type: ignore[attr-defined]
+    assert "200/400" in drawn and "300 looked at" in drawn and "100/s" in drawn
