@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 
 from dispatcher.commands.pubsub_access import INSPECT_SUFFIX
-from dispatcher.core.replay import REASON_CODES
+from dispatcher.core.replay import REASON_CODES, parse_since
 
 SUBSCRIPTION_ENV = "DISPATCHER_DEAD_LETTER_SUBSCRIPTION"
 ORDERS_TOPIC_ENV = "DISPATCHER_ORDERS_TOPIC"
@@ -33,6 +35,34 @@ reason_option = click.option(
     metavar="CODE",
     help="Only dead letters with this dlq_reason, e.g. template_missing (repeatable).",
 )
+stage_option = click.option(
+    "--stage",
+    "stages",
+    multiple=True,
+    type=click.Choice(("validate", "classify", "create", "pubsub")),
+    help="Only dead letters given up at this stage (repeatable).",
+)
+since_option = click.option(
+    "--since",
+    default=None,
+    metavar="WHEN",
+    help="Only dead letters dead-lettered at or after WHEN: 90m, 2h, 1d ago, or an ISO 8601 "
+    "time (UTC unless it names a zone).",
+)
+
+
+def since_time(text: str | None) -> datetime | None:
+    """``--since`` as a time, or a usage error (exit 2) naming the option."""
+    if text is None:
+        return None
+    try:
+        return parse_since(text, now=datetime.now(UTC))
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{text!r}: expected 90m, 2h, 1d or an ISO 8601 time", param_hint="--since"
+        ) from exc
+
+
 max_scan_option = click.option(
     "--max-scan",
     type=click.IntRange(min=1),

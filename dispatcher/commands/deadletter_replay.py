@@ -28,6 +28,9 @@ from dispatcher.commands.deadletter_options import (
     max_scan_option,
     project_option,
     reason_option,
+    since_option,
+    since_time,
+    stage_option,
     subscription_option,
 )
 from dispatcher.commands.output import output_option
@@ -65,6 +68,8 @@ INTERRUPTED_EXIT = 130
 @config_option
 @reason_option
 @click.option("--order-id", "order_ids", multiple=True, help="Only this order (repeatable).")
+@stage_option
+@since_option
 @click.option("--limit", type=click.IntRange(min=1), help="Replay at most this many.")
 @click.option(
     "--rate",
@@ -92,6 +97,8 @@ def replay_command(
     config_path: Path | None,
     reasons: tuple[str, ...],
     order_ids: tuple[str, ...],
+    stages: tuple[str, ...],
+    since: str | None,
     limit: int | None,
     rate: float | None,
     idle_timeout: float,
@@ -107,16 +114,21 @@ def replay_command(
     original_message_id, original_publish_time, dispatcher_version and Pub/Sub's
     CloudPubSubDeadLetterSource* attributes are removed and replayed_from=<dead letter's
     message id> is added. A dead letter is acked only after its message was published; dead
-    letters that do not match --reason / --order-id are held (never pulled twice in one run)
-    and given back untouched at the end. Stops at the first failed publish. Ctrl-C or a crash
-    loses nothing; at most the batch in flight is published twice (the dispatcher dedupes by
-    order id). Replaying a reason caused by the message itself (invalid_json, schema, ...)
-    only dead-letters it again.
+    letters that do not match the filters (--reason, --order-id, --stage, --since) are held
+    (never pulled twice in one run) and given back untouched at the end. Stops at the first
+    failed publish. Ctrl-C or a crash loses nothing; at most the batch in flight is published
+    twice (the dispatcher dedupes by order id). Replaying a reason caused by the message itself
+    (invalid_json, schema, ...) only dead-letters it again.
     """
     settings = settings_or_exit(config_path)
     project_id = project or settings.pubsub.project
     path = dead_letter_subscription(subscription, settings=settings, project=project)
-    selection = Selection(reasons=frozenset(reasons), order_ids=frozenset(order_ids))
+    selection = Selection(
+        reasons=frozenset(reasons),
+        order_ids=frozenset(order_ids),
+        stages=frozenset(stages),
+        since=since_time(since),
+    )
     sweep = Sweep(
         selection=selection,
         clock=time.monotonic,

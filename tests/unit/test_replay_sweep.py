@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -17,7 +18,7 @@ from dispatcher.commands.output import print_document
 from dispatcher.commands.progress import Meter
 from dispatcher.core.clock import FakeClock
 from dispatcher.core.pacing import Pacer
-from dispatcher.core.replay import DeadLetterRecord, Selection
+from dispatcher.core.replay import DeadLetterRecord, Selection, parse_since
 from dispatcher.core.sweep import Sweep
 
 
@@ -134,3 +135,22 @@ def test_a_live_meter_draws_counts_and_rate() -> None:
         assert meter.rate == pytest.approx(100)
     drawn = screen.file.getvalue()  # type: ignore[attr-defined]
     assert "200/400" in drawn and "300 looked at" in drawn and "100/s" in drawn
+
+
+def test_stage_and_since_narrow_a_selection() -> None:
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    old = DeadLetterRecord(
+        "1", b"{}", {"dlq_stage": "create"}, published_at=now - timedelta(hours=3)
+    )
+    new = DeadLetterRecord("2", b"{}", {"dlq_stage": "validate"}, published_at=now)
+    undated = DeadLetterRecord("3", b"{}", {"dlq_stage": "create"})
+    since = Selection(since=parse_since("2h", now=now))
+    assert [since.matches(r) for r in (old, new, undated)] == [False, True, False]
+    stage = Selection(stages=frozenset({"create"}))
+    assert [stage.matches(r) for r in (old, new, undated)] == [True, False, True]
+    assert parse_since("90m", now=now) == now - timedelta(minutes=90)
+    assert parse_since("2026-12-01T10:00:00", now=now) == now - timedelta(hours=2)
+    assert parse_since("2026-12-01T11:00:00+01:00", now=now) == now - timedelta(hours=2)
+    for wrong in ("2 hours", "h", "-5m", "yesterday"):
+        with pytest.raises(ValueError):
+            parse_since(wrong, now=now)
