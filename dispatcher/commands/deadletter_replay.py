@@ -44,7 +44,7 @@ from dispatcher.commands.pubsub_access import (
     qualify,
 )
 from dispatcher.commands.replay_summary import ReplayTally, print_replay, replay_document
-from dispatcher.core.pacing import Pacer
+from dispatcher.core.ratelimit import Pacer
 from dispatcher.core.replay import DeadLetterRecord, Selection, replay_attributes
 from dispatcher.core.sweep import Sweep
 from dispatcher.logging import get_logger

@@ -17,7 +17,7 @@ from rich.console import Console
 from dispatcher.commands.output import print_document
 from dispatcher.commands.progress import Meter
 from dispatcher.core.clock import FakeClock
-from dispatcher.core.pacing import Pacer
+from dispatcher.core.ratelimit import Pacer
 from dispatcher.core.replay import DeadLetterRecord, Selection, parse_since
 from dispatcher.core.sweep import Sweep
 
