@@ -52,6 +52,7 @@ class LeasedPull:
         self._clock = clock
         self._held: dict[str, _Lease] = {}
         self._acked: set[str] = set()
+        self._checked_at = float("-inf")
 
     def __enter__(self) -> LeasedPull:
         return self
@@ -68,14 +69,18 @@ class LeasedPull:
     def held(self) -> int:
         return len(self._held)
 
-    def pull(self, max_messages: int) -> list[DeadLetterRecord]:
-        """Up to ``max_messages`` messages not handed out before; [] when none came."""
-        self._renew()
+    def pull(self, max_messages: int, *, timeout: float | None = None) -> list[DeadLetterRecord]:
+        """Up to ``max_messages`` messages not handed out before; [] when none came.
+
+        ``timeout`` (default: the one given at construction) bounds how long an empty
+        subscription is waited on."""
+        self.renew()
+        wait = self._pull_timeout if timeout is None else max(0.1, timeout)
         try:
             response = self._subscriber.pull(
                 subscription=self._subscription,
                 max_messages=max_messages,
-                timeout=self._pull_timeout,
+                timeout=wait,
             )
         except gexc.DeadlineExceeded:
             return []
@@ -117,8 +122,13 @@ class LeasedPull:
         with contextlib.suppress(DispatchError):
             self._modify(ack_ids, 0)
 
-    def _renew(self) -> None:
+    def renew(self) -> None:
+        """Extend the leases that are a third through; call it at least every LEASE/3 seconds
+        while holding messages (each pull does). Cheap when nothing is due."""
         now = self._clock()
+        if now - self._checked_at < self._lease_seconds / 6:
+            return
+        self._checked_at = now
         due = [
             lease
             for lease in self._held.values()

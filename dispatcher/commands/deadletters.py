@@ -9,6 +9,7 @@ was published again.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,28 +21,22 @@ from dispatcher.adapters.pubsub_clients import subscriber_client
 from dispatcher.adapters.pubsub_errors import COMMAND_ERRORS
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.deadletter_options import (  # noqa: F401 - re-exported names
+    INSPECT_EXIT_CODES,
     ORDERS_TOPIC_ENV,
     PUBLISH_TIMEOUT_SECONDS,
     SUBSCRIPTION_ENV,
+    idle_timeout_option,
     max_scan_option,
     project_option,
     reason_option,
     subscription_option,
 )
 from dispatcher.commands.deadletter_replay import replay_command
-from dispatcher.commands.output import ago, clip, console, print_json
-from dispatcher.commands.pubsub_access import (
-    Scan,
-    dead_letter_subscription,
-    explain,
-    progress_bar,
-)
-from dispatcher.core.replay import (
-    DeadLetterRecord,
-    Selection,
-    reason_counts,
-    replay_fails_again,
-)
+from dispatcher.commands.output import ago, clip, console, output_option, print_document
+from dispatcher.commands.progress import Meter
+from dispatcher.commands.pubsub_access import Scan, dead_letter_subscription, explain
+from dispatcher.core.replay import DeadLetterRecord, Selection, replay_fails_again
+from dispatcher.core.sweep import Sweep
 from dispatcher.logging import get_logger
 
 log = get_logger()
@@ -58,7 +53,7 @@ def dead_letter_group() -> None:
     """
 
 
-@dead_letter_group.command("inspect")
+@dead_letter_group.command("inspect", epilog=INSPECT_EXIT_CODES)
 @subscription_option
 @project_option
 @config_option
@@ -70,15 +65,20 @@ def dead_letter_group() -> None:
     help="Show at most this many dead letters.",
 )
 @reason_option
+@idle_timeout_option
 @max_scan_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
+@output_option
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as -o json.")
 def inspect_command(
+    *,
     subscription: str | None,
     project: str | None,
     config_path: Path | None,
     limit: int,
     reasons: tuple[str, ...],
-    max_scan: int,
+    idle_timeout: float,
+    max_scan: int | None,
+    output: str,
     as_json: bool,
 ) -> None:
     """Show dead letters without removing them: id, order, reason, stage, age, detail.
@@ -90,31 +90,48 @@ def inspect_command(
     """
     settings = settings_or_exit(config_path)
     path = dead_letter_subscription(subscription, settings=settings, project=project)
-    selection = Selection(reasons=frozenset(reasons))
+    sweep = Sweep(
+        selection=Selection(reasons=frozenset(reasons)),
+        clock=time.monotonic,
+        idle_timeout=idle_timeout,
+        limit=limit,
+        max_scan=max_scan,
+    )
     shown: list[DeadLetterRecord] = []
     try:
-        with subscriber_client() as subscriber, LeasedPull(subscriber, path) as queue:
-            scan = Scan(queue=queue, selection=selection, limit=limit, max_scan=max_scan)
-            progress, task = progress_bar("reading dead letters", limit)
-            with progress:
-                for batch in scan.batches():
-                    shown.extend(batch)
-                    progress.update(task, completed=len(shown))
+        with (
+            subscriber_client() as subscriber,
+            LeasedPull(subscriber, path) as queue,
+            Meter("reading dead letters", total=limit) as meter,
+        ):
+            for batch in Scan(queue=queue, sweep=sweep).batches():
+                shown.extend(batch)
+                meter.update(done=len(shown), looked_at=sweep.looked_at)
     except COMMAND_ERRORS as exc:
         raise click.ClickException(explain(exc)) from exc
     now = datetime.now(UTC)
-    counts = reason_counts(scan.scanned)
-    if as_json:
-        print_json(
-            {
-                "subscription": path,
-                "scanned": len(scan.scanned),
-                "stopped": scan.stopped,
-                "counts": dict(counts),
-                "messages": [record.to_json(now) for record in shown],
-            }
-        )
+    counts = sweep.reason_counts()
+    if as_json or output != "table":
+        document = {
+            "subscription": path,
+            "scanned": sweep.looked_at,
+            "stopped": sweep.stopped,
+            "counts": dict(counts),
+            "messages": [record.to_json(now) for record in shown],
+        }
+        print_document(document, "json" if as_json else output)
         return
+    _print_tables(path=path, shown=shown, counts=counts, sweep=sweep, now=now)
+
+
+def _print_tables(
+    *,
+    path: str,
+    shown: list[DeadLetterRecord],
+    counts: list[tuple[str, int]],
+    sweep: Sweep,
+    now: datetime,
+) -> None:
     out = console()
     table = Table(title=f"Dead letters on {path}")
     for column in ("message id", "order id", "reason", "stage", "age"):
@@ -137,7 +154,7 @@ def inspect_command(
     for reason, count in counts:
         summary.add_row(reason, f"{count:,}", "no" if replay_fails_again(reason) else "maybe")
     out.print(summary)
-    out.print(f"looked at {len(scan.scanned):,} dead letters ({scan.stopped}); all were given back")
+    out.print(f"looked at {sweep.looked_at:,} dead letters ({sweep.stopped}); all were given back")
 
 
 dead_letter_group.add_command(replay_command)

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import click
+import yaml
 from rich.console import Console
 
 # Width of a table written to a pipe or file: wide enough that no real row is cut or wrapped.
@@ -53,3 +54,28 @@ def ago(seconds: float | None) -> str:
         return f"{hours}h{minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d{hours:02d}h"
+
+
+#: Formats of ``-o``: a table for people; JSON or YAML, one document on stdout, for scripts.
+OUTPUT_FORMATS = ("table", "json", "yaml")
+
+output_option = click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="table",
+    show_default=True,
+    help="table for people (full width when piped); json or yaml: one document for scripts.",
+)
+
+
+def print_document(document: Any, output: str) -> None:
+    """One JSON or YAML document on stdout (logs and progress go to stderr)."""
+    if output == "json":
+        print_json(document)
+    elif output == "yaml":
+        plain = json.loads(json.dumps(document, default=str))
+        click.echo(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True), nl=False)
+    else:
+        raise ValueError(f"not a document format: {output}")

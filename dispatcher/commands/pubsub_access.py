@@ -8,16 +8,14 @@ rather than a traceback, and pulling stops for the same, stated reasons.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-
-from dispatcher.adapters.leased_pull import LeasedPull
+from dispatcher.adapters.leased_pull import PULL_TIMEOUT_SECONDS, LeasedPull
 from dispatcher.adapters.pubsub_errors import explain, topic_of
-from dispatcher.commands.output import console
 from dispatcher.config import Settings
-from dispatcher.core.replay import DeadLetterRecord, Selection
+from dispatcher.core.replay import DeadLetterRecord
+from dispatcher.core.sweep import Sweep
 
 __all__ = ["explain"]  # re-exported for the commands
 
@@ -53,44 +51,17 @@ def qualify(name: str, *, kind: str, project: str) -> str:
 
 @dataclass
 class Scan:
-    """Pulls batches and splits them into chosen and passed-over dead letters."""
+    """Pulls fresh batches until the sweep says stop; each batch holds the chosen messages.
+
+    Messages not chosen stay leased by ``queue`` until it closes, so one run never sees the same
+    dead letter twice however many it streams through."""
 
     queue: LeasedPull
-    selection: Selection
-    limit: int | None
-    max_scan: int
-    scanned: list[DeadLetterRecord] = field(default_factory=list)
-    chosen: int = 0
-    stopped: str = "the subscription returned no more messages"
+    sweep: Sweep
+    batch_size: int = PULL_BATCH
 
     def batches(self) -> Iterator[list[DeadLetterRecord]]:
-        while True:
-            if self.limit is not None and self.chosen >= self.limit:
-                self.stopped = f"--limit {self.limit} reached"
-                return
-            if len(self.scanned) >= self.max_scan:
-                self.stopped = f"--max-scan {self.max_scan} reached"
-                return
-            records = self.queue.pull(min(PULL_BATCH, self.max_scan - len(self.scanned)))
-            if not records:
-                return
-            self.scanned.extend(records)
-            batch: list[DeadLetterRecord] = []
-            for record in records:
-                room = self.limit is None or self.chosen < self.limit
-                if room and self.selection.matches(record):
-                    batch.append(record)
-                    self.chosen += 1
-            yield batch
-
-
-def progress_bar(description: str, total: int | None) -> tuple[Progress, Any]:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console(stderr=True),
-        transient=True,
-    )
-    return progress, progress.add_task(description, total=total)
+        while not self.sweep.should_stop():
+            size = self.sweep.next_pull(self.batch_size)
+            wait = min(PULL_TIMEOUT_SECONDS, self.sweep.idle_left())
+            yield self.sweep.take(self.queue.pull(size, timeout=wait))

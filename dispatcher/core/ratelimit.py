@@ -1,8 +1,16 @@
-"""A token bucket for the global Workflow creation rate, on an injected clock."""
+"""A token bucket on an injected clock: the global Workflow creation rate, and ``--rate`` of
+``dead-letter replay`` (:class:`Pacer`, which waits for the bucket with work to do meanwhile)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dispatcher.core.clock import Clock
+
+#: Longest single nap of a :class:`Pacer`, so its callback runs often enough to keep leases alive.
+MAX_NAP_SECONDS = 1.0
+#: Shortest nap: a wait rounded down to nothing by floating point must still move the clock.
+MIN_NAP_SECONDS = 0.001
 
 
 class TokenBucket:
@@ -64,3 +72,29 @@ def cap_share(cap: int, replicas: int, rank: int) -> int:
     """One replica's share of a cap; the shares of ranks 0..replicas-1 add up to ``cap``."""
     base, remainder = divmod(cap, max(1, replicas))
     return base + (1 if rank < remainder else 0)
+
+
+class Pacer:
+    """``rate`` per second on average, bursts of at most one second's worth, for a loop that
+    must keep working while it waits: a replay paced to a trickle may hold pulled dead letters
+    longer than their lease, so the wait is cut into naps and ``while_waiting`` (renewing the
+    leases) runs after each. The sleep is injected, so tests pace without sleeping."""
+
+    def __init__(self, *, rate: float, clock: Clock, sleep: Callable[[float], None]) -> None:
+        self._bucket = TokenBucket(rate=rate, burst=max(1, int(rate)), clock=clock)
+        self._sleep = sleep
+
+    @property
+    def rate(self) -> float:
+        return self._bucket.rate
+
+    def batch_size(self, largest: int) -> int:
+        """How many to pull at once: about one second's worth, so little is in flight."""
+        return max(1, min(largest, int(self._bucket.rate)))
+
+    def take(self, while_waiting: Callable[[], None] = lambda: None) -> None:
+        """Return once one more may go, calling ``while_waiting`` after each nap."""
+        while not self._bucket.try_acquire():
+            wait = self._bucket.wait_time()
+            self._sleep(max(MIN_NAP_SECONDS, min(MAX_NAP_SECONDS, wait)))
+            while_waiting()

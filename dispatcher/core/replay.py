@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dispatcher.core.order import Reason, salvage_order_id
@@ -119,11 +119,34 @@ class Selection:
 
     reasons: frozenset[str] = frozenset()
     order_ids: frozenset[str] = frozenset()
+    stages: frozenset[str] = frozenset()
+    #: Only dead letters published (dead-lettered) at or after this time; None: any time.
+    since: datetime | None = None
 
     def matches(self, record: DeadLetterRecord) -> bool:
         if self.reasons and record.reason not in self.reasons:
             return False
+        if self.stages and record.stage not in self.stages:
+            return False
+        if self.since is not None and (
+            record.published_at is None or record.published_at < self.since
+        ):
+            return False
         return not self.order_ids or record.order_id in self.order_ids
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, *, now: datetime) -> datetime:
+    """``90m``, ``2h``, ``1d`` before ``now``, or an ISO 8601 time (UTC when it names no zone).
+
+    Raises ValueError for anything else."""
+    number, unit = text[:-1], text[-1:]
+    if unit in _UNITS and number.isdigit():
+        return now - timedelta(seconds=int(number) * _UNITS[unit])
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def replay_attributes(attributes: Mapping[str, str], *, dead_letter_id: str) -> dict[str, str]:
@@ -144,7 +167,11 @@ def replay_attributes(attributes: Mapping[str, str], *, dead_letter_id: str) -> 
 
 def reason_counts(records: Iterable[DeadLetterRecord]) -> list[tuple[str, int]]:
     """Dead letters per reason, most frequent first (ties by name)."""
-    counts = Counter(record.reason for record in records)
+    return ranked(Counter(record.reason for record in records))
+
+
+def ranked(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Counts per reason, most frequent first (ties by name)."""
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 

@@ -299,3 +299,27 @@ def test_the_cli_own_variables_are_not_taken_for_config_overrides(dead_letters: 
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["scanned"] == 7
+
+
+def test_replay_by_stage_and_since_streams_with_yaml_summary(
+    pubsub_clients: Any, dead_letters: Any
+) -> None:
+    sub, topic = dead_letters.dlq.subscription, dead_letters.orders.topic
+    wrong = run("dead-letter", "replay", "--subscription", sub, "--since", "yesterday")
+    assert wrong.exit_code == 2 and "--since" in wrong.output
+    future = run(
+        "dead-letter", "replay", "--subscription", sub, "--to-topic", topic, "--since",
+        "2999-01-01T00:00:00Z", "-o", "json",
+    )  # fmt: skip
+    assert future.exit_code == 0 and json.loads(future.stdout)["selected"] == 0
+    result = run(
+        "dead-letter", "replay", "--subscription", sub, "--to-topic", topic,
+        "--stage", "pubsub", "--since", "1h", "-o", "yaml",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = yaml.safe_load(result.stdout)
+    assert (summary["looked_at"], summary["selected"], summary["replayed"]) == (7, 1, 1)
+    assert summary["given_back"] == 6 and summary["stopped"].startswith("no new dead letter")
+    (replayed,) = drain(pubsub_clients, dead_letters.orders.subscription, expected=1).values()
+    assert json.loads(replayed.data)["order_id"] == "o-p1"
+    assert len(drain(pubsub_clients, sub, expected=6)) == 6
