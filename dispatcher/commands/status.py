@@ -23,14 +23,14 @@ from dispatcher.adapters.kubeclient import api_client
 from dispatcher.adapters.replica_status import replica_reports
 from dispatcher.adapters.workflow_list import managed_workflows
 from dispatcher.commands.common import config_option
-from dispatcher.commands.limits import (
-    _live_settings,
+from dispatcher.commands.limit_patch import (
     configmap_option,
     context_option,
     key_option,
     kubeconfig_option,
     namespace_option,
 )
+from dispatcher.commands.limits import _live_settings
 from dispatcher.commands.output import console, print_json
 from dispatcher.errors import DispatchError
 from dispatcher.operator.census import take_census
