@@ -12,6 +12,7 @@ import random
 import shlex
 import sys
 import time
+from typing import TextIO
 
 import click
 
@@ -115,6 +116,20 @@ def status_command(as_json: bool) -> None:
             click.echo(f"export {key}={shlex.quote(value)}")
     if info is None or not healthy or len(running) < len(stack.DAEMONS):
         sys.exit(1)
+
+
+@local_group.command("publish")
+@click.argument("orders", type=click.File("r"))
+def publish_command(orders: TextIO) -> None:
+    """Publish your own orders (JSON lines; '-' for stdin) to the local stack's orders topic."""
+    from dispatcher.local import stack, swarm
+
+    info = stack.load()
+    if info is None:
+        raise click.ClickException("no local stack (dispatcher local up starts one)")
+    lines = [line.rstrip("\n") for line in orders if line.strip()]
+    swarm.publish_lines(info, lines)
+    click.echo(f"published {len(lines)} orders to {info.orders_topic}")
 
 
 @local_group.command("down")

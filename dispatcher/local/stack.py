@@ -57,7 +57,13 @@ class StackInfo:
     ops_port: int
 
     def exports(self) -> dict[str, str]:
-        return {"KUBECONFIG": self.kubeconfig, "PUBSUB_EMULATOR_HOST": self.emulator_host}
+        """The environment that points other `dispatcher` commands at this stack."""
+        return {
+            "KUBECONFIG": self.kubeconfig,
+            "PUBSUB_EMULATOR_HOST": self.emulator_host,
+            "DISPATCHER_CONFIG": str(Path(self.state) / "config" / "config.yaml"),
+            "DISPATCHER_ORDERS_TOPIC": self.orders_topic,
+        }
 
 
 def load(state: Path | None = None) -> StackInfo | None:

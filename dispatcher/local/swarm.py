@@ -45,6 +45,18 @@ class Swarm:
         return self.published - len(self.valid)
 
 
+def publish_lines(stack: StackInfo, lines: list[str]) -> None:
+    """Publish each line as one message to the stack's orders topic; waits for every ack."""
+    with topics.emulator(stack.emulator_host):
+        publisher = publisher_client()
+        try:
+            futures = [publisher.publish(stack.orders_topic, line.encode()) for line in lines]
+            for future in futures:
+                future.result(timeout=60)
+        finally:
+            publisher.stop()
+
+
 def publish(stack: StackInfo, *, count: int, seed: int, invalid_share: float) -> Swarm:
     """Publish `dispatcher example-orders COUNT --seed SEED` to the orders topic."""
     lines = list(example_orders(count, seed=seed, invalid_share=invalid_share))
@@ -58,14 +70,7 @@ def publish(stack: StackInfo, *, count: int, seed: int, invalid_share: float) ->
         if isinstance(order, dict) and str(order.get("order_id", "")).startswith(prefix):
             valid.add(str(order["order_id"]))
     started = time.monotonic()
-    with topics.emulator(stack.emulator_host):
-        publisher = publisher_client()
-        try:
-            futures = [publisher.publish(stack.orders_topic, line.encode()) for line in lines]
-            for future in futures:
-                future.result(timeout=60)
-        finally:
-            publisher.stop()
+    publish_lines(stack, lines)
     return Swarm(seed, len(lines), frozenset(valid), started)
 
 
