@@ -38,6 +38,9 @@ INFO_FILE = "stack.json"
 # Stopped in this order by `down`: the client of the others first.
 DAEMONS = ("dispatcher", "mirror", "fastsub")
 
+# The ServiceAccount token is bound for an hour (identities); `up` renews it before that.
+TOKEN_RENEW_SECONDS = 45 * 60
+
 Say = Callable[[str], None]
 
 
@@ -116,12 +119,13 @@ def up(say: Say) -> StackInfo:
         say(f"applied {len(local)} objects of {OVERLAY} (server-side, as shipped)")
         orders_topic = topics.create(infra, project=settings.pubsub.project, host=host)
         say(f"topics and subscriptions of {INFRA} created in the emulator at {host}")
+        token = state / "dispatcher.kubeconfig"
         restart = fresh_emulator or before is None or before.server != info.server
         if restart:
-            for name in ("dispatcher", "mirror"):
-                daemons.stop(state, name)
+            daemons.stop(state, "mirror")
+        if restart or _token_age(token) > TOKEN_RENEW_SECONDS:
+            daemons.stop(state, "dispatcher")
         account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        token = state / "dispatcher.kubeconfig"
         if daemons.find(state, "dispatcher") is None:
             identities.service_account_kubeconfig(
                 admin, admin_kubeconfig=info.kubeconfig, namespace=namespace, account=account,
@@ -145,6 +149,13 @@ def up(say: Say) -> StackInfo:
     )  # fmt: skip
     (state / INFO_FILE).write_text(json.dumps(asdict(stack), indent=2))
     return stack
+
+
+def _token_age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _emulator(state: Path, before: StackInfo | None, say: Say) -> tuple[str, bool]:

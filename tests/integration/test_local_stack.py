@@ -113,10 +113,22 @@ def test_local_up_runs_a_swarm_and_down_leaves_nothing(tmp_path: Path) -> None:
         assert caps == {"small": 5, "medium": 3, "large": 1}, caps  # the dev overlay's
         dead = sum(answers["dead-letter"]["counts"].values())
         assert dead == ORDERS - valid, answers["dead-letter"]
+        changed = subprocess.run(
+            [sys.executable, "-m", "dispatcher", "limits", "set", "--class", "small",
+             "--max-live", "2"],
+            capture_output=True, text=True, env=pointed, timeout=120, check=False,
+        )  # fmt: skip
+        assert changed.returncode == 0, changed.stderr
+        log = state / "logs" / "dispatcher.log"
+        deadline = time.monotonic() + 60
+        while '"limits_reloaded"' not in log.read_text():
+            assert time.monotonic() < deadline, "the dispatcher did not reload the new limit"
+            time.sleep(0.2)
 
         # Your own orders, and a swarm that cannot finish in time: the command says so and fails.
-        own = _local(["publish", "-"], env, timeout=120)
-        assert own.returncode == 0 and "published 0 orders" in own.stdout, own.stderr
+        mine = "\n".join(example_orders(3, seed=SEED + 1)) + "\n"
+        own = _local(["publish", "-"], env, timeout=120, stdin=mine)
+        assert own.returncode == 0 and "published 3 orders" in own.stdout, own.stderr
         late = _local(["up", "--orders", "30", "--timeout", "1"], env)
         assert late.returncode != 0 and "did not finish within 1s" in late.stderr, late.stderr
     finally:
