@@ -22,6 +22,7 @@ import pytest
 
 from dispatcher.local import paths, pubsub
 from dispatcher.operator.examples import example_orders
+from tests.cluster.procs import pid_alive
 from tests.manifests import tools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.pubsub, pytest.mark.slow]
@@ -36,14 +37,6 @@ def _local(
         [sys.executable, "-m", "dispatcher", "local", *args],
         capture_output=True, text=True, env=env, timeout=timeout, check=False,
     )  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _all_pids(state: Path) -> set[int]:
@@ -137,8 +130,8 @@ def test_local_up_runs_a_swarm_and_down_leaves_nothing(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert started, "the stack recorded no processes"
     deadline = time.monotonic() + 30
-    while any(_alive(p) for p in started) and time.monotonic() < deadline:
+    while any(pid_alive(p) for p in started) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in started if _alive(p)], "processes left running after down"
+    assert not [p for p in started if pid_alive(p)], "processes left running after down"
     assert not state.exists(), "state left behind"
     print(f"\nlocal stack: cold up + {ORDERS}-order swarm {cold:.1f}s, warm up {warm:.1f}s")
