@@ -60,14 +60,20 @@ def live_display(console: Console) -> bool:
     return console.is_terminal and os.environ.get("CI", "").lower() != "true"
 
 
-def follow(sample: Callable[[], Snapshot], *, timeout: float, console: Console) -> Snapshot:
+def follow(
+    sample: Callable[[], Snapshot],
+    *,
+    timeout: float,
+    console: Console,
+    interval: float = POLL_SECONDS,
+) -> Snapshot:
     """Sample until the swarm is done or the deadline passes; show each sample."""
     deadline = time.monotonic() + timeout
     snap = sample()
     if live_display(console):
         with Live(table(snap), console=console, refresh_per_second=4) as screen:
             while not snap.done and time.monotonic() < deadline:
-                time.sleep(POLL_SECONDS)
+                time.sleep(interval)
                 snap = sample()
                 screen.update(table(snap))
         return snap
@@ -79,7 +85,7 @@ def follow(sample: Callable[[], Snapshot], *, timeout: float, console: Console) 
             last = state
         if snap.done or time.monotonic() >= deadline:
             return snap
-        time.sleep(POLL_SECONDS)
+        time.sleep(interval)
         snap = sample()
 
 
