@@ -75,12 +75,14 @@ def up_command(orders: int, seed: int | None, invalid_share: float, timeout: flo
     if orders == 0:
         return
     seed = seed if seed is not None else random.randrange(1, 10**9)  # noqa: S311 - fresh ids
-    published = swarm.publish(info, count=orders, seed=seed, invalid_share=invalid_share)
-    say(f"published {published.published} orders (seed {seed}) to {info.orders_topic}")
     console = make_console()
     with swarm.api_client(info) as api:
-        observer = swarm.Observer(info, published, api)
-        final = progress.follow(observer.sample, timeout=timeout, console=console)
+        observer = swarm.Observer(info, api)
+        published = swarm.publish(info, count=orders, seed=seed, invalid_share=invalid_share)
+        say(f"published {published.published} orders (seed {seed}) to {info.orders_topic}")
+        final = progress.follow(
+            lambda: observer.sample(published), timeout=timeout, console=console
+        )
     console.print(progress.summary(final))
     if not final.done:
         raise click.ClickException(f"the swarm did not finish within {timeout:.0f}s")

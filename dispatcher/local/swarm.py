@@ -100,8 +100,9 @@ class Snapshot:
 class Observer:
     """Samples the cluster and the dispatcher's metrics for one swarm."""
 
-    def __init__(self, stack: StackInfo, swarm: Swarm, api: k8s.ApiClient) -> None:
-        self._stack, self._swarm = stack, swarm
+    def __init__(self, stack: StackInfo, api: k8s.ApiClient) -> None:
+        """Made before the swarm is published: bad orders are dead-lettered within a second."""
+        self._stack = stack
         self._custom, self._core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
         self._baseline = self._metrics()[0]
 
@@ -119,8 +120,8 @@ class Observer:
                     held += sample.value
         return int(dead), int(held)
 
-    def sample(self) -> Snapshot:
-        stack, swarm = self._stack, self._swarm
+    def sample(self, swarm: Swarm) -> Snapshot:
+        stack = self._stack
         listing = self._custom.list_namespaced_custom_object(
             "argoproj.io", "v1alpha1", stack.namespace, "workflows",
             label_selector=selector(stack.environment),

@@ -35,7 +35,7 @@ def emulator(host: str) -> Iterator[None]:
 
 
 def _name(obj: dict[str, Any]) -> str:
-    return str(obj["spec"].get("resourceID") or obj["metadata"]["name"])
+    return str((obj.get("spec") or {}).get("resourceID") or obj["metadata"]["name"])
 
 
 def create(infra: list[dict[str, Any]], *, project: str, host: str) -> str:
