@@ -31,10 +31,10 @@ ORDERS, SEED, INVALID = 60, 4242, 0.05
 
 
 def _local(
-    args: list[str], env: dict[str, str], timeout: float = 900
+    args: list[str], env: dict[str, str], timeout: float = 900, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dispatcher", "local", *args],
+        [sys.executable, "-m", "dispatcher", "local", *args], input=stdin,
         capture_output=True, text=True, env=env, timeout=timeout, check=False,
     )  # fmt: skip
 
