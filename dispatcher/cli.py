@@ -8,6 +8,7 @@ from dispatcher import __version__
 from dispatcher.commands.configuration import config_group, dashboard_command
 from dispatcher.commands.deadletters import dead_letter_group
 from dispatcher.commands.limits import limits_group
+from dispatcher.commands.local import local_group
 from dispatcher.commands.planning import example_orders_command, plan_command, schema_command
 from dispatcher.commands.report import report_command
 from dispatcher.commands.run import run_command
@@ -45,6 +46,7 @@ cli.add_command(report_command)
 cli.add_command(limits_group)
 cli.add_command(dashboard_command)
 cli.add_command(status_command)
+cli.add_command(local_group)
 
 
 def main() -> None:

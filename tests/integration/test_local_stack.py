@@ -1,0 +1,137 @@
+"""`dispatcher local up | status | publish | down`, run as a user runs them, on the real servers.
+
+The stack lives in a state dir of this test's own (BURST_LOCAL_STATE_DIR), so a developer's
+running stack and the test cluster are left alone. Judged from the outside: the printed summary
+accounts for every valid order of the swarm in a Succeeded Workflow and the malformed ones as
+dead letters; `up` again reuses the same processes; the export lines `status` prints point
+`limits status` and `dead-letter inspect` at the stack; a swarm that cannot finish in time fails
+the command; and after `down` no process the stack started is alive and its state is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dispatcher.local import paths, pubsub
+from dispatcher.operator.examples import example_orders
+from tests.cluster.procs import pid_alive
+from tests.manifests import tools
+
+pytestmark = [pytest.mark.cluster, pytest.mark.pubsub, pytest.mark.slow]
+
+ORDERS, SEED, INVALID = 60, 4242, 0.05
+
+
+def _local(
+    args: list[str], env: dict[str, str], timeout: float = 900, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", "local", *args], input=stdin,
+        capture_output=True, text=True, env=env, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def _all_pids(state: Path) -> set[int]:
+    """Every pid file of the stack: its daemons and the cluster's components."""
+    return {
+        int(p.read_text().split()[0])
+        for p in [*state.glob("pids/*.pid"), *state.glob("cluster/pids/*.pid")]
+    }
+
+
+def _row(summary: str, name: str) -> list[int]:
+    match = re.search(rf"^\W*{name}\W+(\d+)\W+(\d+)\W+(\d+)\W+(\d+)", summary, re.MULTILINE)
+    assert match, f"no {name} row in:\n{summary}"
+    return [int(g) for g in match.groups()]
+
+
+def test_local_up_runs_a_swarm_and_down_leaves_nothing(tmp_path: Path) -> None:
+    try:
+        paths.bin_dir()
+    except paths.NotBuiltError as exc:
+        tools.unavailable(f"cluster binaries not built: {exc}")
+    if pubsub.binary("fast") is None:
+        tools.unavailable("fastsub not built: bash tests/pubsub/build.sh")
+    state = tmp_path / "local"
+    env = {**os.environ, "BURST_LOCAL_STATE_DIR": str(state), "COLUMNS": "160"}
+    for key in ("KUBECONFIG", "PUBSUB_EMULATOR_HOST", "BURST_CLUSTER_STATE_DIR"):
+        env.pop(key, None)
+    lines = list(example_orders(ORDERS, seed=SEED, invalid_share=INVALID))
+    valid = sum(1 for line in lines if line.startswith('{"order_id":"ord-'))
+    try:
+        cold = time.monotonic()
+        up = _local(["up", "--orders", str(ORDERS), "--seed", str(SEED),
+                     "--invalid-share", str(INVALID)], env)  # fmt: skip
+        cold = time.monotonic() - cold
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "Swarm summary" in up.stdout, up.stdout
+        orders, workflows, succeeded, failed = _row(up.stdout, "all")
+        assert (orders, failed) == (valid, 0), up.stdout
+        assert succeeded == workflows > 0, up.stdout
+        assert f"{ORDERS} published, {ORDERS - valid} dead-lettered" in up.stdout, up.stdout
+
+        status = _local(["status", "--json"], env, timeout=60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        first = json.loads(status.stdout)["processes"]
+        assert set(first) == {"dispatcher", "mirror", "fastsub"}, first
+
+        warm = time.monotonic()
+        again = _local(["up", "--orders", "0"], env)
+        warm = time.monotonic() - warm
+        assert again.returncode == 0, again.stdout + again.stderr
+        second = json.loads(_local(["status", "--json"], env, timeout=60).stdout)["processes"]
+        assert second == first, "a second `up` replaced running processes"
+
+        shown = _local(["status"], env, timeout=60)
+        exports = dict(re.findall(r"^export (\w+)=(\S+)$", shown.stdout, re.MULTILINE))
+        assert set(exports) >= {"KUBECONFIG", "PUBSUB_EMULATOR_HOST", "DISPATCHER_CONFIG"}
+        pointed = {**env, **exports}
+        answers = {}
+        for command in (["limits", "status", "--json"], ["dead-letter", "inspect", "--json"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "dispatcher", *command],
+                capture_output=True, text=True, env=pointed, timeout=120, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, f"{command}: {done.stderr}"
+            answers[command[0]] = json.loads(done.stdout)
+        caps = {c["class"]: c["cap"] for c in answers["limits"]["classes"]}
+        assert caps == {"small": 5, "medium": 3, "large": 1}, caps  # the dev overlay's
+        dead = sum(answers["dead-letter"]["counts"].values())
+        assert dead == ORDERS - valid, answers["dead-letter"]
+        changed = subprocess.run(
+            [sys.executable, "-m", "dispatcher", "limits", "set", "--class", "small",
+             "--max-live", "2"],
+            capture_output=True, text=True, env=pointed, timeout=120, check=False,
+        )  # fmt: skip
+        assert changed.returncode == 0, changed.stderr
+        log = state / "logs" / "dispatcher.log"
+        deadline = time.monotonic() + 60
+        while '"limits_reloaded"' not in log.read_text():
+            assert time.monotonic() < deadline, "the dispatcher did not reload the new limit"
+            time.sleep(0.2)
+
+        # Your own orders, and a swarm that cannot finish in time: the command says so and fails.
+        mine = "\n".join(example_orders(3, seed=SEED + 1)) + "\n"
+        own = _local(["publish", "-"], env, timeout=120, stdin=mine)
+        assert own.returncode == 0 and "published 3 orders" in own.stdout, own.stderr
+        late = _local(["up", "--orders", "30", "--timeout", "1"], env)
+        assert late.returncode != 0 and "did not finish within 1s" in late.stderr, late.stderr
+    finally:
+        started = _all_pids(state)
+        down = _local(["down"], env, timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert started, "the stack recorded no processes"
+    deadline = time.monotonic() + 30
+    while any(pid_alive(p) for p in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in started if pid_alive(p)], "processes left running after down"
+    assert not state.exists(), "state left behind"
+    print(f"\nlocal stack: cold up + {ORDERS}-order swarm {cold:.1f}s, warm up {warm:.1f}s")
