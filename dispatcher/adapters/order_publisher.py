@@ -119,9 +119,14 @@ class OrderPublisher:
         Raises :class:`InvalidOrder` (nothing sent) when the service would dead-letter it.
         The ``order_id`` attribute is set to the body's order id unless ``attributes`` has one.
         """
+        return self.publish_checked(self.check(order, attributes), attributes=attributes)
+
+    def publish_checked(
+        self, checked: Checked, *, attributes: Mapping[str, str] | None = None
+    ) -> Future[str]:
+        """Queue an order that ``self.check`` passed (with the same ``attributes``)."""
         if self._closed:
             raise RuntimeError("this OrderPublisher is closed")
-        checked = self.check(order, attributes)
         sent = dict(attributes or {})
         sent.setdefault(ORDER_ID_ATTRIBUTE, checked.order_id)
         result: Future[str] = Future()
