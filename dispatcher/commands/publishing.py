@@ -127,7 +127,7 @@ def _topic(
         return None  # a dry run needs no Pub/Sub at all
     try:
         with subscriber_client() as subscriber:
-            return orders_topic(subscriber, settings=settings, project=project)
+            return orders_topic(subscriber, settings=settings, project=project, option="--topic")
     except COMMAND_ERRORS as exc:
         raise click.ClickException(explain(exc)) from exc
 

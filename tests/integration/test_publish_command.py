@@ -58,9 +58,13 @@ def write_lines(path: Path) -> dict[int, str]:
     return expected
 
 
-def run(*args: str, stdin: bytes | None = None) -> Result:
+def run(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(
-        cli, ["--log-format", "json", "publish", *args], input=stdin, catch_exceptions=False
+        cli,
+        ["--log-format", "json", "publish", *args],
+        input=stdin,
+        env=env,
+        catch_exceptions=False,
     )
 
 
@@ -94,11 +98,13 @@ def test_sends_exactly_the_valid_lines_and_reports_the_rest(
     )
 
 
-def test_all_valid_from_stdin_exits_0_with_a_table(
+def test_all_valid_from_stdin_to_the_subscriptions_topic_exits_0_with_a_table(
     pubsub_clients: Any, make_topic_subscription: Any
 ) -> None:
     names = make_topic_subscription(prefix="publish")
-    result = run("-", "--topic", names.topic, stdin=b"\n".join(VALID) + b"\n")
+    # no --topic: the topic the configured subscription reads, asked of Pub/Sub
+    env = {"DISPATCHER_PUBSUB__SUBSCRIPTION": names.subscription}
+    result = run("-", stdin=b"\n".join(VALID) + b"\n", env=env)
     assert result.exit_code == 0, result.output
     assert "Published to " + names.topic in " ".join(result.stdout.split())
     assert [data for data, _ in received(pubsub_clients, names.subscription, 3)] == sorted(VALID)
@@ -139,13 +145,25 @@ def test_rate_bounds_the_pace_seen_by_the_server(
     assert stamps[-1] - stamps[0] >= (count - burst - tolerance) / rate
 
 
-def test_failed_publish_stops_and_exits_4(pubsub_clients: Any, tmp_path: Path) -> None:
+def test_failed_publish_stops_the_reading_and_exits_4(pubsub_clients: Any) -> None:
     missing = f"projects/{pubsub_clients.project}/topics/no-such-topic"
-    result = run("-", "--topic", missing, "-o", "json", stdin=b"\n".join(VALID))
+    count = 20_000  # seconds of work; the first failure comes back within a batch's latency
+    lines = b"\n".join(order(f"s-{i}") for i in range(count))
+    result = run("-", "--topic", missing, "-o", "json", stdin=lines)
     assert result.exit_code == 4, result.output
     summary = json.loads(result.stdout)
-    assert summary["published"] == 0 and summary["failed"] >= 1
+    assert summary["published"] == 0 and summary["failed"] == summary["sent"] >= 1
+    assert summary["sent"] < count and summary["stopped"].startswith("a publish failed")
     assert "no-such-topic" in summary["errors"][0]
+
+
+def test_a_topic_that_cannot_be_looked_up_exits_1(pubsub_clients: Any) -> None:
+    env = {
+        "DISPATCHER_PUBSUB__SUBSCRIPTION": f"projects/{pubsub_clients.project}/subscriptions/gone"
+    }
+    result = run("-", stdin=b"\n".join(VALID), env=env)
+    assert result.exit_code == 1
+    assert "cannot look up the orders topic" in result.output and "pass --topic" in result.output
 
 
 def test_help_documents_the_exit_codes() -> None:
