@@ -64,6 +64,13 @@ def test_futures_resolve_to_the_ids_of_exactly_the_orders_sent(
         (body("i-2"), {"order_id": "other"}, Reason.ATTRIBUTE_MISMATCH, "validate"),
         ({**body("i-3"), "steps": {"nope": True}}, None, Reason.UNKNOWN_STEP, "classify"),
         ({**body("i-4"), "params": {"t": "{{workflow.name}}"}}, None, Reason.SCHEMA, "validate"),
+        ({**body("i-5"), "params": {"pad": "x" * 20_000}}, None, Reason.BODY_TOO_LARGE, "validate"),
+        (
+            {"order_id": "i-6", "input": {"uri": "file:///etc/x", "size_bytes": 1}},
+            None,
+            Reason.URI_SCHEME,
+            "classify",
+        ),
     ],
 )
 def test_an_invalid_order_raises_and_sends_nothing(
