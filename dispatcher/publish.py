@@ -20,6 +20,10 @@ layers. Everything here is re-exported from :mod:`dispatcher.adapters.order_publ
 batched by the Pub/Sub client and its future resolves to the message id or raises
 :class:`PublishError`. ``flush()`` waits for everything published so far, ``close()`` (or the
 end of the ``with`` block) sends what is batched and waits for it.
+
+For unit tests without a Pub/Sub server, pass ``client=MemoryPublisher()`` (the project's
+in-memory twin of the Pub/Sub publisher; ``client.broker.topic(path)`` creates the topic,
+``client.messages(path)`` lists what was stored).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dispatcher.adapters.order_publisher import (
     OrderPublisher,
     encode,
 )
+from dispatcher.adapters.pubsub_memory_publisher import MemoryPublisher, MemoryPubSub
 from dispatcher.config import Settings, load_settings
 from dispatcher.core.order import Reason
 from dispatcher.errors import InvalidOrder, PublishError
@@ -41,6 +46,8 @@ __all__ = [
     "Batching",
     "Checked",
     "InvalidOrder",
+    "MemoryPubSub",
+    "MemoryPublisher",
     "OrderCheck",
     "OrderPublisher",
     "PublishError",

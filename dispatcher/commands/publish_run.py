@@ -23,6 +23,7 @@ from dispatcher.publish import InvalidOrder, OrderCheck, OrderPublisher
 METER_EVERY = 200
 #: How long the last confirmations may take before the run counts them as not published.
 PUBLISH_TIMEOUT_SECONDS = 120.0
+MIN_WAIT_SECONDS = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,8 @@ def publish_lines(
         if publisher is None:
             continue
         while bucket is not None and not bucket.try_acquire():
-            sleep(bucket.wait_time())
+            # at least a microsecond: a wait rounded to ~1e-17 s would never move a clock
+            sleep(max(bucket.wait_time(), MIN_WAIT_SECONDS))
         future = publisher.publish_checked(checked)
         tally.sent += 1
         future.add_done_callback(tally.settle)
