@@ -10,6 +10,7 @@ from dispatcher.commands.deadletters import dead_letter_group
 from dispatcher.commands.limits import limits_group
 from dispatcher.commands.local import local_group
 from dispatcher.commands.planning import example_orders_command, plan_command, schema_command
+from dispatcher.commands.publishing import publish_command
 from dispatcher.commands.report import report_command
 from dispatcher.commands.run import run_command
 from dispatcher.commands.status import status_command
@@ -40,6 +41,7 @@ cli.add_command(run_command)
 cli.add_command(plan_command)
 cli.add_command(example_orders_command)
 cli.add_command(schema_command)
+cli.add_command(publish_command)
 cli.add_command(config_group)
 cli.add_command(dead_letter_group)
 cli.add_command(report_command)

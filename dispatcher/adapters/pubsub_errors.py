@@ -31,11 +31,12 @@ def explain(exc: Exception) -> str:
     return str(exc)
 
 
-def topic_of(subscriber: Any, subscription: str) -> str:
-    """The topic a subscription reads from; DispatchError when Pub/Sub cannot say."""
+def topic_of(subscriber: Any, subscription: str, *, option: str = "--to-topic") -> str:
+    """The topic a subscription reads from; DispatchError (naming ``option``) when Pub/Sub
+    cannot say."""
     try:
         return str(subscriber.get_subscription(subscription=subscription).topic)
     except gexc.GoogleAPICallError as exc:
         raise DispatchError(
-            f"cannot look up the orders topic of {subscription} ({exc.message}); pass --to-topic"
+            f"cannot look up the orders topic of {subscription} ({exc.message}); pass {option}"
         ) from exc

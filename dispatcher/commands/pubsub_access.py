@@ -34,14 +34,16 @@ def dead_letter_subscription(name: str | None, *, settings: Settings, project: s
     return topic.replace("/topics/", "/subscriptions/", 1) + INSPECT_SUFFIX
 
 
-def orders_topic(subscriber: Any, *, settings: Settings, project: str | None) -> str:
+def orders_topic(
+    subscriber: Any, *, settings: Settings, project: str | None, option: str = "--to-topic"
+) -> str:
     """The topic the dispatcher's own subscription reads from, asked of Pub/Sub."""
     path = qualify(
         settings.pubsub.subscription,
         kind="subscriptions",
         project=project or settings.pubsub.project,
     )
-    return topic_of(subscriber, path)
+    return topic_of(subscriber, path, option=option)
 
 
 def qualify(name: str, *, kind: str, project: str) -> str:

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from dispatcher.local import paths, pubsub
+from dispatcher.local.procs import pid_alive
 from dispatcher.operator.examples import example_orders
-from tests.cluster.procs import pid_alive
 from tests.manifests import tools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.pubsub, pytest.mark.slow]
@@ -59,7 +59,7 @@ def test_local_up_runs_a_swarm_and_down_leaves_nothing(tmp_path: Path) -> None:
     except paths.NotBuiltError as exc:
         tools.unavailable(f"cluster binaries not built: {exc}")
     if pubsub.binary("fast") is None:
-        tools.unavailable("fastsub not built: bash tests/pubsub/build.sh")
+        tools.unavailable("fastsub not built: bash servers/pubsub/build.sh")
     state = tmp_path / "local"
     env = {**os.environ, "BURST_LOCAL_STATE_DIR": str(state), "COLUMNS": "160"}
     for key in ("KUBECONFIG", "PUBSUB_EMULATOR_HOST", "BURST_CLUSTER_STATE_DIR"):

@@ -11,8 +11,8 @@ from pathlib import Path
 from rich.console import Console
 
 from dispatcher.local import daemons, progress
+from dispatcher.local.procs import pid_alive
 from dispatcher.local.swarm import ClassRow, Snapshot
-from tests.cluster.procs import pid_alive
 
 
 def test_a_daemon_is_found_again_and_stopped(tmp_path: Path) -> None:
