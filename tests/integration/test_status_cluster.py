@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client as k8s
 
 from dispatcher.adapters.http import OpsServer
+from dispatcher.local import identities
 from dispatcher.service.status import StatusBoard
 from tests.integration.test_dispatch_cluster import settings_for, start_service
 from tests.integration.test_loop_cluster import (  # noqa: F401 - fixtures
@@ -39,6 +40,8 @@ from tests.integration.test_loop_cluster import (  # noqa: F401 - fixtures
     with_caps,
 )
 
+REPO = Path(__file__).resolve().parents[2]
+ROLE = "burst-dispatcher-operator"
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.pubsub,
@@ -93,6 +96,34 @@ def stand_in_pod(k8s_cluster: Any) -> Iterator[Callable[[str], str]]:
             core.delete_node(name)
 
 
+@pytest.fixture
+def operator_kubeconfig(k8s_cluster: Any, tmp_path: Path) -> Iterator[str]:
+    """A member of an operator group bound to the SHIPPED operator Role (k8s/base/rbac.yaml)
+    in the test namespace: what `dispatcher status` may do, and no more."""
+    group = f"bd-status-operators-{uuid.uuid4().hex[:6]}"
+    docs = list(yaml.safe_load_all((REPO / "k8s/base/rbac.yaml").read_text()))
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == ROLE)
+    role = {**role, "metadata": {"name": group, "namespace": k8s_cluster.namespace}}
+    binding = {
+        "metadata": {"name": group, "namespace": k8s_cluster.namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": group},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+    }
+    with k8s_cluster.api_client() as api:
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        rbac.create_namespaced_role(k8s_cluster.namespace, role)
+        rbac.create_namespaced_role_binding(k8s_cluster.namespace, binding)
+        path = identities.group_member_kubeconfig(
+            api, admin_kubeconfig=k8s_cluster.kubeconfig, user=f"{group}-user", group=group,
+            path=tmp_path / "operator.kubeconfig",
+        )  # fmt: skip
+    yield str(path)
+    with k8s_cluster.api_client() as api:
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        rbac.delete_namespaced_role_binding(group, k8s_cluster.namespace)
+        rbac.delete_namespaced_role(group, k8s_cluster.namespace)
+
+
 def status(config: Path, kubeconfig: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dispatcher", "status", "--config", str(config),
@@ -107,6 +138,7 @@ def test_status_reads_every_replica_through_the_pod_proxy_and_says_why_a_class_w
     pubsub_clients: Any,
     cleanup: list[str],  # noqa: F811
     stand_in_pod: Callable[[str], str],
+    operator_kubeconfig: str,
     tmp_path: Path,
 ) -> None:
     space = make_space()
@@ -142,7 +174,7 @@ def test_status_reads_every_replica_through_the_pod_proxy_and_says_why_a_class_w
         poll(lambda: held(service) == 3, 30, "three small orders held at a cap of 0")
 
         def small() -> dict[str, Any]:
-            done = status(config, k8s_cluster.kubeconfig, "-o", "json")
+            done = status(config, operator_kubeconfig, "-o", "json")
             assert done.returncode == 0, done.stderr
             document = json.loads(done.stdout)
             (replica,) = [r for r in document["replicas"] if r["pod"] == pod]
@@ -165,7 +197,7 @@ def test_status_reads_every_replica_through_the_pod_proxy_and_says_why_a_class_w
         )
         assert row["cap"] == 5 and row["why"] == "no orders held", row
         if shutil.which("tmux"):
-            _watch_in_a_terminal(config, k8s_cluster.kubeconfig, tmp_path)
+            _watch_in_a_terminal(config, operator_kubeconfig, tmp_path)
         elif os.environ.get("CI") == "true":
             pytest.fail("tmux is needed to test status --watch")
     finally:
