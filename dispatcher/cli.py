@@ -16,8 +16,24 @@ from dispatcher.commands.run import run_command
 from dispatcher.commands.status import status_command
 from dispatcher.logging import configure
 
+EXIT_CODES = """\b
+Exit codes (every command):
+  0    done
+  1    failed: bad configuration, a server that cannot be reached or refused, a
+       swarm that did not finish (the message says which and why)
+  2    usage: an unknown option or a bad value
+  3    publish: some lines were invalid (reported, not sent)
+  4    publish: a publish failed (what was sent is reported)
+  130  interrupted (Ctrl-C); replay acks only what it published
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+Read commands take -o table|json|yaml (a table on a terminal, full width when
+piped); commands that change something take --dry-run."""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES,
+)
 @click.version_option(__version__, prog_name="dispatcher")
 @click.option(
     "--log-format",

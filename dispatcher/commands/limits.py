@@ -27,7 +27,7 @@ from dispatcher.commands.limit_patch import (
     namespace_option,
     patch_options,
 )
-from dispatcher.commands.output import console, print_json
+from dispatcher.commands.output import console, output_option, print_document
 from dispatcher.config import ConfigError, Settings, load_settings, parse_settings
 from dispatcher.errors import DispatchError
 from dispatcher.operator.census import Census, take_census
@@ -54,7 +54,8 @@ def limits_group() -> None:
 @namespace_option
 @configmap_option
 @key_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@output_option
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as -o json.")
 def status_command(
     config_path: Path | None,
     kubeconfig: Path | None,
@@ -62,6 +63,7 @@ def status_command(
     namespace: str | None,
     configmap: str,
     key: str,
+    output: str,
     as_json: bool,
 ) -> None:
     """Live Workflows per size class against their caps, and objects against the total cap.
@@ -82,15 +84,14 @@ def status_command(
         semaphores = read_semaphores(api, namespace=settings.namespace)
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from exc
-    if as_json:
-        print_json(
-            {
-                "namespace": settings.namespace,
-                "source": source,
-                **census.to_json(),
-                "argo_semaphores": semaphores,
-            }
-        )
+    if as_json or output != "table":
+        document = {
+            "namespace": settings.namespace,
+            "source": source,
+            **census.to_json(),
+            "argo_semaphores": semaphores,
+        }
+        print_document(document, "json" if as_json else output)
         return
     _print_census(census, namespace=settings.namespace, source=source, semaphores=semaphores)
 

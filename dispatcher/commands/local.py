@@ -7,7 +7,6 @@ it into options, progress lines and exit codes (non-zero when a swarm does not f
 
 from __future__ import annotations
 
-import json
 import random
 import shlex
 import sys
@@ -17,6 +16,7 @@ from typing import TextIO
 import click
 
 from dispatcher.commands.output import console as make_console
+from dispatcher.commands.output import output_option, print_document
 
 # dispatcher.local is imported inside the commands: it loads the Kubernetes and Pub/Sub clients,
 # which every other command would otherwise pay for at start.
@@ -91,19 +91,20 @@ def up_command(orders: int, seed: int | None, invalid_share: float, timeout: flo
 
 
 @local_group.command("status")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
-def status_command(as_json: bool) -> None:
+@output_option
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as -o json.")
+def status_command(output: str, as_json: bool) -> None:
     """What runs (pids, endpoints, logs) and the export lines to point other commands at it."""
     from dispatcher.local import stack
 
     info, running, healthy = stack.status()
-    if as_json:
+    if as_json or output != "table":
         document = {
             "stack": None if info is None else info.__dict__,
             "processes": {d.name: d.pid for d in running},
             "cluster_healthy": healthy,
         }
-        click.echo(json.dumps(document, indent=2))
+        print_document(document, "json" if as_json else output)
     elif info is None:
         click.echo("no local stack (dispatcher local up starts one)")
     else:

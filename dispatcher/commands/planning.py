@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.output import console as make_console
+from dispatcher.commands.output import output_option, print_document
 from dispatcher.core.order import order_json_schema
 from dispatcher.operator.examples import example_orders
 from dispatcher.operator.plan import Plan, plan_orders
@@ -28,9 +29,14 @@ from dispatcher.operator.plan import Plan, plan_orders
     type=click.Path(file_okay=False, path_type=Path),
     help="Write each Workflow manifest the dispatcher would create into this directory.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
+@output_option
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as -o json.")
 def plan_command(
-    orders: BinaryIO, config_path: Path | None, render_dir: Path | None, as_json: bool
+    orders: BinaryIO,
+    config_path: Path | None,
+    render_dir: Path | None,
+    output: str,
+    as_json: bool,
 ) -> None:
     """Show what a swarm of orders (JSON lines; '-' for stdin) would become.
 
@@ -44,8 +50,8 @@ def plan_command(
     elapsed = time.perf_counter() - started
     if render_dir is not None:
         _render(plan, render_dir)
-    if as_json:
-        click.echo(json.dumps(plan.to_json(), ensure_ascii=False, indent=2))
+    if as_json or output != "table":
+        print_document(plan.to_json(), "json" if as_json else output)
         return
     _print_tables(plan, elapsed, render_dir)
 
@@ -89,7 +95,7 @@ def _print_tables(plan: Plan, elapsed: float, render_dir: Path | None) -> None:
             rejected.add_row(str(r.line), r.reason, r.order_id or "", r.detail)
         console.print(rejected)
         if len(plan.rejected) > 50:
-            console.print(f"... and {len(plan.rejected) - 50:,} more (use --json for all)")
+            console.print(f"... and {len(plan.rejected) - 50:,} more (use -o json for all)")
     if render_dir is not None:
         console.print(f"wrote {len(plan.workflows):,} manifests to {render_dir}")
 

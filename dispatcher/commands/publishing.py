@@ -18,7 +18,7 @@ from dispatcher.adapters.pubsub_clients import subscriber_client
 from dispatcher.adapters.pubsub_errors import COMMAND_ERRORS
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.deadletter_options import ORDERS_TOPIC_ENV, project_option
-from dispatcher.commands.output import clip, console, print_json
+from dispatcher.commands.output import clip, console, output_option, print_document
 from dispatcher.commands.publish_progress import meter
 from dispatcher.commands.publish_run import Tally, publish_lines
 from dispatcher.commands.pubsub_access import explain, orders_topic, qualify
@@ -51,14 +51,7 @@ SHOWN_REFUSALS = 50
     help="Send at most this many orders per second (token bucket; default: as fast as it goes).",
 )
 @click.option("--dry-run", is_flag=True, help="Check and count every line; send nothing.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Summary format (progress goes to stderr).",
-)
+@output_option
 def publish_command(
     orders: BinaryIO,
     topic: str | None,
@@ -107,8 +100,8 @@ def publish_command(
                 )
     except COMMAND_ERRORS as exc:
         raise click.ClickException(explain(exc)) from exc
-    if output == "json":
-        print_json(tally.to_json(topic=path, dry_run=dry_run))
+    if output != "table":
+        print_document(tally.to_json(topic=path, dry_run=dry_run), output)
     else:
         _print_tables(tally, topic=path, dry_run=dry_run)
     if tally.failed or tally.sent > tally.published:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -31,7 +30,7 @@ from dispatcher.commands.limit_patch import (
     namespace_option,
 )
 from dispatcher.commands.limits import _live_settings
-from dispatcher.commands.output import console, print_json
+from dispatcher.commands.output import console, output_option, print_document
 from dispatcher.errors import DispatchError
 from dispatcher.operator.census import take_census
 from dispatcher.operator.status import Status, summarize
@@ -44,14 +43,7 @@ from dispatcher.operator.status import Status, summarize
 @namespace_option
 @configmap_option
 @key_option
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json", "yaml"]),
-    default="table",
-    show_default=True,
-    help="table for people, json or yaml for scripts.",
-)
+@output_option
 @click.option("--watch", is_flag=True, help="Redraw in place every --interval seconds.")
 @click.option("--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True)
 def status_command(
@@ -106,13 +98,10 @@ def status_command(
 
 
 def _emit(status: Status, output: str) -> None:
-    document = status.to_json()
-    if output == "json":
-        print_json(document)
-    elif output == "yaml":
-        click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
-    else:
+    if output == "table":
         console().print(render(status))
+    else:
+        print_document(status.to_json(), output)
 
 
 def render(status: Status) -> Any:
