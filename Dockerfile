@@ -33,7 +33,8 @@ RUN python -m venv /opt/venv \
       "PyYAML==6.0.4" \
       "click==8.5.1" \
       "rich==14.3.4" \
-      "prometheus-client==0.26.0"
+      "prometheus-client==0.26.0" \
+      "ruamel.yaml==0.18.17"
 
 # --- runtime: slim, no compilers, no pip cache, no source tree ----------------------------------
 FROM python:3.11.14-slim-bookworm AS runtime

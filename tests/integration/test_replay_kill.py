@@ -20,7 +20,11 @@ import pytest
 from tests.integration.replay_kit import Arrivals, publish_dead_letters, replay_args, start_replay
 from tests.pubsub.plugin import drain
 
-pytestmark = pytest.mark.pubsub
+# Thousands of messages: the load-grade emulator only (pstest would take minutes).
+pytestmark = [
+    pytest.mark.pubsub,
+    pytest.mark.parametrize("pubsub_emulator", ["fast"], indirect=True),
+]
 
 DEAD_LETTERS = 5_000
 RATE = 500  # per second: the first run needs ~10 s, long enough to be killed mid-way
@@ -30,8 +34,6 @@ LEASE = 10  # seconds: what the first run held comes back this long after the ki
 def test_a_killed_replay_run_again_loses_nothing(
     pubsub_emulator: Any, pubsub_clients: Any, make_topic_subscription: Any, tmp_path: Path
 ) -> None:
-    if pubsub_emulator.kind not in ("fast", "external"):
-        pytest.skip("5,000 messages: run against the load-grade emulator")
     dlq = make_topic_subscription(prefix="dlq")
     orders = make_topic_subscription(prefix="orders")
     order_ids = publish_dead_letters(
@@ -74,8 +76,6 @@ def test_a_killed_replay_run_again_loses_nothing(
 def test_ctrl_c_acks_what_was_published_and_gives_back_the_rest(
     pubsub_emulator: Any, pubsub_clients: Any, make_topic_subscription: Any, tmp_path: Path
 ) -> None:
-    if pubsub_emulator.kind not in ("fast", "external"):
-        pytest.skip("2,000 messages: run against the load-grade emulator")
     count, rate = 2_000, 200
     dlq = make_topic_subscription(prefix="dlq")
     orders = make_topic_subscription(prefix="orders")
