@@ -35,7 +35,7 @@ def make_topic(name: str) -> str:
     subscriber.create_subscription(request={"name": subscription, "topic": topic})
     publisher.stop()
     subscriber.close()
-    return topic
+    return str(topic)
 
 
 def command_run(path: Path, topic: str) -> dict[str, object]:

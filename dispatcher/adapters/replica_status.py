@@ -20,7 +20,10 @@ from kubernetes.client.exceptions import ApiException
 
 from dispatcher.adapters.kube import translate
 
-DEPLOYMENT_SELECTOR = "app.kubernetes.io/name=burst-dispatcher"
+DEPLOYMENT_LABEL = ("app.kubernetes.io/name", "burst-dispatcher")
+DEPLOYMENT_SELECTOR = "=".join(DEPLOYMENT_LABEL)
+#: The Deployment's container port for /healthz, /metrics and /status (k8s/base/deployment.yaml).
+PORT_NAME = "http"
 REQUEST_TIMEOUT = (5.0, 10.0)
 
 
@@ -35,7 +38,10 @@ class ReplicaReport:
 def replica_reports(
     api: Any, *, namespace: str, port: int, selector: str = DEPLOYMENT_SELECTOR
 ) -> Iterator[ReplicaReport]:
-    """One report per dispatcher pod of the namespace (by the Deployment's pod label)."""
+    """One report per dispatcher pod of the namespace (by the Deployment's pod label).
+
+    Each pod is asked on its container port named ``http`` when it declares one, else ``port``.
+    """
     core = k8s.CoreV1Api(api)
     try:
         pods = core.list_namespaced_pod(
@@ -52,7 +58,7 @@ def replica_reports(
         try:
             # Raw bytes: the client would otherwise parse the JSON and hand back its repr.
             response = core.connect_get_namespaced_pod_proxy_with_path(
-                f"{name}:{port}",
+                f"{name}:{declared_port(pod) or port}",
                 namespace,
                 "status",
                 _request_timeout=REQUEST_TIMEOUT,
@@ -69,3 +75,12 @@ def replica_reports(
             yield ReplicaReport(name, phase, None, "the answer is not a status document")
             continue
         yield ReplicaReport(name, phase, document)
+
+
+def declared_port(pod: Any) -> int | None:
+    """The pod's container port named ``http``, if it declares one."""
+    for container in (pod.spec.containers if pod.spec else None) or []:
+        for declared in container.ports or []:
+            if declared.name == PORT_NAME:
+                return int(declared.container_port)
+    return None

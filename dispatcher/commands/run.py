@@ -133,6 +133,7 @@ def run_command(
     )
     ready = Readiness({"pubsub_unavailable": _PubSubProbe(subscriber, ps.subscription_path())})
     ready.add(checks)
+    service.metrics.ready.set_function(lambda: 1.0 if ready()[0] else 0.0)
 
     board = StatusBoard(replica=replica or me, environment=settings.environment)
     service.metrics.board = board

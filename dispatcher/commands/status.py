@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from dispatcher.adapters.backlog import Backlog, BacklogUnavailable, read_backlog
 from dispatcher.adapters.kubeclient import api_client
 from dispatcher.adapters.replica_status import replica_reports
 from dispatcher.adapters.workflow_list import managed_workflows
@@ -33,7 +34,7 @@ from dispatcher.commands.limits import _live_settings
 from dispatcher.commands.output import console, output_option, print_document
 from dispatcher.errors import DispatchError
 from dispatcher.operator.census import take_census
-from dispatcher.operator.status import Status, summarize
+from dispatcher.operator.status import Status, backlog_subscriptions, summarize
 
 
 @click.command("status")
@@ -57,7 +58,8 @@ def status_command(
     watch: bool,
     interval: float,
 ) -> None:
-    """Each size class: orders the replicas hold, creates in flight, live Workflows against
+    """Each size class: orders waiting in Pub/Sub and the oldest one's age (Cloud Monitoring,
+    where it can be read), orders the replicas hold, creates in flight, live Workflows against
     the cap, Workflows created per minute, and why the class is not moving (its cap, the
     rate, the object cap, paused, a replica joining, or no orders). Exit 1 when the cluster
     cannot be read."""
@@ -79,7 +81,7 @@ def status_command(
             )
         finally:
             api.close()
-        return summarize(settings, census, reports)
+        return summarize(settings, census, reports, pubsub_backlog(settings))
 
     try:
         if not watch:
@@ -97,6 +99,14 @@ def status_command(
         return
 
 
+def pubsub_backlog(settings: Any) -> dict[str, Backlog] | str:
+    """Figures per subscription id from Cloud Monitoring, or why there are none."""
+    try:
+        return read_backlog(settings.pubsub.project, backlog_subscriptions(settings).values())
+    except BacklogUnavailable as exc:
+        return str(exc)
+
+
 def _emit(status: Status, output: str) -> None:
     if output == "table":
         console().print(render(status))
@@ -106,12 +116,16 @@ def _emit(status: Status, output: str) -> None:
 
 def render(status: Status) -> Any:
     table = Table(title=f"burst-dispatcher {status.environment} in {status.namespace}")
-    for column in ("class", "held", "in flight", "live / cap", "created/min", "why"):
+    per_class = any(row.waiting is not None for row in status.classes)
+    columns = ("class", *(("waiting", "oldest") if per_class else ()), "held", "in flight")
+    for column in (*columns, "live / cap", "created/min", "why"):
         table.add_column(column, justify="left" if column in ("class", "why") else "right")
     for row in status.classes:
         cap = "-" if row.cap is None else f"{row.cap:,}"
+        waiting = (_count(row.waiting), _age(row.waiting)) if per_class else ()
         table.add_row(
             row.name,
+            *waiting,
             f"{row.held:,}",
             f"{row.in_flight:,}",
             f"{row.live:,} / {cap}",
@@ -124,6 +138,22 @@ def render(status: Status) -> Any:
         + "".join(f"; {r.pod}: {r.error}" for r in status.replicas if r.status is None),
         f"Workflow objects: {status.objects:,} of {status.max_objects:,}; "
         f"dead letters/min: {status.dead_letters_per_minute:g}",
-        "orders waiting in Pub/Sub: see the dashboard (Cloud Monitoring)",
+        "orders waiting in Pub/Sub: "
+        + (
+            f"unknown ({status.backlog_error})"
+            if status.backlog_error
+            else f"{_count(status.intake)} at intake, the oldest {_age(status.intake)}"
+        ),
     ]
     return Group(table, Text("\n".join(lines)))
+
+
+def _count(backlog: Backlog | None) -> str:
+    return "-" if backlog is None or backlog.waiting is None else f"{backlog.waiting:,}"
+
+
+def _age(backlog: Backlog | None) -> str:
+    if backlog is None or backlog.oldest_seconds is None:
+        return "-"
+    seconds = backlog.oldest_seconds
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"

@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.config import parse_settings
-from dispatcher.local import builds, cluster, daemons, identities, overlay, paths, pubsub, topics
+from dispatcher.local import (
+    builds,
+    cluster,
+    daemons,
+    identities,
+    overlay,
+    paths,
+    pubsub,
+    standin,
+    topics,
+)
 
 OVERLAY, INFRA = "k8s/overlays/dev", "k8s/infra/overlays/dev"
 # The dispatcher runs as a local process; nothing scales it or scrapes it here.
@@ -35,6 +45,8 @@ SKIPPED_KINDS = frozenset({"Deployment", "ScaledObject", "TriggerAuthentication"
 NODE_PREFIX = "gke-local-dev"
 CONFIG_MAP = "burst-dispatcher-config"
 INFO_FILE = "stack.json"
+#: The dispatcher process's name, and its stand-in Pod's (dispatcher/local/standin.py).
+POD_NAME = "burst-dispatcher-local"
 # Stopped in this order by `down`: the client of the others first.
 DAEMONS = ("dispatcher", "mirror", "fastsub")
 
@@ -141,6 +153,8 @@ def up(say: Say) -> StackInfo:
         )  # fmt: skip
         daemons.wait_for_line(mirror, "mirroring ", timeout=60)
     port = _dispatcher(state, deployment, mount=mount, host=host, token=token, say=say)
+    with info.api_client() as admin:  # so that `dispatcher status` finds it as it finds pods
+        standin.register(admin, namespace=namespace, name=POD_NAME, port=port)
     stack = StackInfo(
         state=str(state), kubeconfig=info.kubeconfig, server=info.server,
         dispatcher_kubeconfig=str(token), namespace=namespace,
@@ -196,7 +210,7 @@ def _dispatcher(
         env = {
             "PUBSUB_EMULATOR_HOST": host,
             "KUBECONFIG": str(token),
-            "POD_NAME": "burst-dispatcher-local",
+            "POD_NAME": POD_NAME,
             "POD_NAMESPACE": deployment["metadata"]["namespace"],
             "DISPATCHER_LOG_FORMAT": "json",
         }

@@ -88,9 +88,12 @@ PANELS: tuple[Panel, ...] = (
         "bars",
     ),
     Panel(
-        "Dispatcher replicas up",
-        ((f"count(up{{{SCRAPED}}} == 1)", "replicas"),),
-        "stat",
+        "Dispatcher replicas up and ready",
+        (
+            (f"count(up{{{SCRAPED}}} == 1)", "up"),
+            ("sum(burst_dispatcher_ready)", "ready"),
+        ),
+        "line",
     ),
 )
 

@@ -9,10 +9,11 @@ hold reasons). From those, each class gets one plain answer to "why is it not mo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dispatcher.adapters.backlog import Backlog
 from dispatcher.adapters.replica_status import ReplicaReport
 from dispatcher.config import Settings
 from dispatcher.operator.census import Census
@@ -38,10 +39,13 @@ class ClassStatus:
     cap: int | None
     created_per_minute: float
     why: str
+    waiting: Backlog | None = None  # its own subscription's (class_topics routing)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "class": self.name,
+            "waiting": self.waiting.waiting if self.waiting else None,
+            "oldest_seconds": self.waiting.oldest_seconds if self.waiting else None,
             "held": self.held,
             "in_flight": self.in_flight,
             "live": self.live,
@@ -60,6 +64,8 @@ class Status:
     objects: int
     max_objects: int
     dead_letters_per_minute: float
+    intake: Backlog | None = None  # the orders subscription (every class in direct routing)
+    backlog_error: str = ""  # why Pub/Sub's backlog could not be read, if it could not
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,11 +84,37 @@ class Status:
             "workflow_objects": self.objects,
             "max_workflow_objects": self.max_objects,
             "dead_letters_per_minute": self.dead_letters_per_minute,
-            "backlog": "not measured: Pub/Sub's backlog is in Cloud Monitoring",
+            "intake": {
+                "waiting": self.intake.waiting if self.intake else None,
+                "oldest_seconds": self.intake.oldest_seconds if self.intake else None,
+            },
+            "backlog_error": self.backlog_error or None,
         }
 
 
-def summarize(settings: Settings, census: Census, replicas: Sequence[ReplicaReport]) -> Status:
+def backlog_subscriptions(settings: Settings) -> dict[str | None, str]:
+    """The subscription ids whose backlog status shows: None for the intake, else a class."""
+    pubsub = settings.pubsub
+    wanted: dict[str | None, str] = {None: _short(pubsub.subscription_path())}
+    if pubsub.routing == "class_topics":
+        for size_class in settings.classes:
+            wanted[size_class.name] = _short(pubsub.class_subscription_path(size_class.name))
+    return wanted
+
+
+def _short(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def summarize(
+    settings: Settings,
+    census: Census,
+    replicas: Sequence[ReplicaReport],
+    backlog: Mapping[str, Backlog] | str = "",
+) -> Status:
+    """``backlog``: figures per subscription id, or why they could not be read."""
+    figures = backlog if not isinstance(backlog, str) else {}
+    subscriptions = backlog_subscriptions(settings)
     reports = [r.status for r in replicas if r.status is not None]
     live = {c.name: c.live for c in census.classes}
     rows = []
@@ -110,6 +142,7 @@ def summarize(settings: Settings, census: Census, replicas: Sequence[ReplicaRepo
                     holds=(p.get("hold") for p in parts),
                     reachable=bool(reports),
                 ),
+                waiting=figures.get(subscriptions.get(name, "")),
             )
         )
     return Status(
@@ -122,6 +155,8 @@ def summarize(settings: Settings, census: Census, replicas: Sequence[ReplicaRepo
         dead_letters_per_minute=round(
             sum(float(r.get("dead_letters_per_minute", 0)) for r in reports), 2
         ),
+        intake=figures.get(subscriptions[None]),
+        backlog_error=backlog if isinstance(backlog, str) else "",
     )
 
 

@@ -57,6 +57,11 @@ class Metrics:
             ["size_class"],
             registry=r,
         )
+        self.ready = Gauge(
+            f"{PREFIX}_ready",
+            "1 while this replica's /readyz answers ready, else 0 (evaluated at each scrape).",
+            registry=r,
+        )
         self.held_orders = Gauge(
             f"{PREFIX}_held_orders",
             "Orders held in this process (batching or admission).",

@@ -43,7 +43,7 @@ def publish_dead_letters(publisher: Any, topic: str, *, count: int, prefix: str)
             stage="create",
             order_id=order_id,
         )
-        attributes = dead_letter_attributes(delivery, decision)  # type: ignore[arg-type]
+        attributes = dead_letter_attributes(delivery, decision)
         futures.append(publisher.publish(topic, ORDER.format(order_id, n).encode(), **attributes))
     for future in futures:
         future.result(timeout=60)

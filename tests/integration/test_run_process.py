@@ -62,6 +62,7 @@ def test_run_with_sink_dir_then_sigterm(
         while get(port, "/readyz")[0] != 200:
             assert time.monotonic() < deadline, get(port, "/readyz")
             time.sleep(0.1)
+        assert "burst_dispatcher_ready 1.0" in get(port, "/metrics")[1]
         topic_path = pubsub_clients.publisher.topic_path(pubsub_emulator.project, topic)
         for i in range(25):
             body = {"order_id": f"run-{i}", "input": {"uri": "gs://x", "size_bytes": 10}}

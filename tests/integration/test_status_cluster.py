@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import yaml
 from kubernetes import client as k8s
 
 from dispatcher.adapters.http import OpsServer
-from dispatcher.local import identities
+from dispatcher.local import identities, standin
 from dispatcher.service.status import StatusBoard
 from tests.integration.test_dispatch_cluster import settings_for, start_service
 from tests.integration.test_loop_cluster import (  # noqa: F401 - fixtures
@@ -49,51 +48,22 @@ pytestmark = [
 ]
 
 
-def host_address() -> str:
-    """This host's own IPv4 address (the API server refuses to proxy to loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("10.255.255.255", 1))
-        return str(probe.getsockname()[0])
-
-
 @pytest.fixture
-def stand_in_pod(k8s_cluster: Any) -> Iterator[Callable[[str], str]]:
+def stand_in_pod(k8s_cluster: Any) -> Iterator[Callable[[str, int], str]]:
     """A Running dispatcher Pod object whose IP is this host's; returns its name."""
     made: list[tuple[str, str]] = []
 
-    def make(namespace: str) -> str:
+    def make(namespace: str, port: int) -> str:
         name = f"burst-dispatcher-status-{uuid.uuid4().hex[:6]}"
         with k8s_cluster.api_client() as api:
-            core = k8s.CoreV1Api(api)
-            core.create_node({"metadata": {"name": name}})
-            core.create_namespaced_pod(
-                namespace,
-                {
-                    "metadata": {
-                        "name": name,
-                        "labels": {"app.kubernetes.io/name": "burst-dispatcher"},
-                    },
-                    "spec": {
-                        "nodeName": name,
-                        "containers": [{"name": "dispatcher", "image": "dispatcher"}],
-                    },
-                },
-            )
-            address = host_address()
-            core.patch_namespaced_pod_status(
-                name,
-                namespace,
-                {"status": {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}]}},
-            )
+            standin.register(api, namespace=namespace, name=name, port=port)
         made.append((namespace, name))
         return name
 
     yield make
     with k8s_cluster.api_client() as api:
-        core = k8s.CoreV1Api(api)
         for namespace, name in made:
-            core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
-            core.delete_node(name)
+            standin.remove(api, namespace=namespace, name=name)
 
 
 @pytest.fixture
@@ -137,7 +107,7 @@ def test_status_reads_every_replica_through_the_pod_proxy_and_says_why_a_class_w
     k8s_cluster: Any,
     pubsub_clients: Any,
     cleanup: list[str],  # noqa: F811
-    stand_in_pod: Callable[[str], str],
+    stand_in_pod: Callable[[str, int], str],
     operator_kubeconfig: str,
     tmp_path: Path,
 ) -> None:
@@ -163,11 +133,10 @@ def test_status_reads_every_replica_through_the_pod_proxy_and_says_why_a_class_w
     ops.start()
     try:
         config = tmp_path / "config.yaml"
-        served = settings.model_copy(
-            update={"service": settings.service.model_copy(update={"http_port": ops.port})}
-        )
-        config.write_text(yaml.safe_dump(served.model_dump(mode="json")))
-        pod = stand_in_pod(k8s_cluster.namespace)
+        # The config keeps port 8080: the command must ask on the pod's declared `http` port.
+        assert settings.service.http_port != ops.port
+        config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+        pod = stand_in_pod(k8s_cluster.namespace, ops.port)
         publish(
             pubsub_clients, space.topic, *(order(f"st-{space.environment}-{i}") for i in range(3))
         )
@@ -185,7 +154,7 @@ def test_status_reads_every_replica_through_the_pod_proxy_and_says_why_a_class_w
         # A replica holds back while it joins (until its peers have seen it), then at the cap.
         row = poll(lambda: (r := small())["why"] == "at its cap" and r, 60, "held at the cap")
         assert row == {
-            "class": "small", "held": 3, "in_flight": 0, "live": 0, "cap": 0,
+            "class": "small", "waiting": None, "oldest_seconds": None, "held": 3, "in_flight": 0, "live": 0, "cap": 0,
             "created_per_minute": 0.0, "why": "at its cap",
         }  # fmt: skip
         service.apply(with_caps(settings, small=5))
