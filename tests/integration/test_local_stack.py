@@ -95,13 +95,21 @@ def test_local_up_runs_a_swarm_and_down_leaves_nothing(tmp_path: Path) -> None:
         assert set(exports) >= {"KUBECONFIG", "PUBSUB_EMULATOR_HOST", "DISPATCHER_CONFIG"}
         pointed = {**env, **exports}
         answers = {}
-        for command in (["limits", "status", "--json"], ["dead-letter", "inspect", "--json"]):
+        for command in (
+            ["limits", "status", "--json"],
+            ["dead-letter", "inspect", "--json"],
+            ["status", "-o", "json"],
+        ):
             done = subprocess.run(
                 [sys.executable, "-m", "dispatcher", *command],
                 capture_output=True, text=True, env=pointed, timeout=120, check=False,
             )  # fmt: skip
             assert done.returncode == 0, f"{command}: {done.stderr}"
             answers[command[0]] = json.loads(done.stdout)
+        # `status` reaches the local process through its stand-in Pod, as it reaches a pod.
+        (replica,) = answers["status"]["replicas"]
+        assert replica["reachable"] and replica["pod"] == "burst-dispatcher-local", replica
+        assert "emulator" in answers["status"]["backlog_error"]
         caps = {c["class"]: c["cap"] for c in answers["limits"]["classes"]}
         assert caps == {"small": 5, "medium": 3, "large": 1}, caps  # the dev overlay's
         dead = sum(answers["dead-letter"]["counts"].values())
