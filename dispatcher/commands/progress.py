@@ -1,9 +1,11 @@
 """Progress of long operator commands: a live bar on a terminal, plain lines everywhere else.
 
-A replay of 100,000 dead letters runs for minutes, and the operator wants to see that it moves
-and how fast. A terminal gets a Rich bar with counts and rate; a pipe, a log file or CI
-(``CI=true``) gets one plain line on stderr every few seconds, which a log keeps readably where
-a redrawn bar would leave escape codes.
+A replay of 100,000 dead letters or a publish of a million orders runs for minutes, and the
+operator wants to see that it moves, how fast, and (when the total is known) how long is left.
+A terminal gets a Rich bar with counts, rate and ETA; a pipe, a log file or CI (``CI=true``)
+gets one plain line on stderr every few seconds and one at the end, which a log keeps readably
+where a redrawn bar would leave escape codes. ``looked_at`` is for commands that look at more
+messages than they act on (replay's filters); without it the line shows only what was done.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from dispatcher.commands.output import console
 
@@ -28,7 +37,7 @@ def live_terminal() -> bool:
 
 
 class Meter:
-    """``done`` of ``total`` (unknown when None), ``looked_at`` messages and the rate of done."""
+    """``done`` of ``total`` (unknown when None), ``looked_at`` messages, the rate and the ETA."""
 
     def __init__(
         self,
@@ -47,7 +56,7 @@ class Meter:
         self._started = clock()
         self._printed_at = self._started
         self.done = 0
-        self.looked_at = 0
+        self.looked_at: int | None = None
         self._bar: Progress | None = None
         if live if live is not None else live_terminal():
             self._bar = Progress(
@@ -55,11 +64,12 @@ class Meter:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[looked]:,} looked at  {task.fields[rate]:,.0f}/s"),
+                TextColumn("{task.fields[looked]}{task.fields[rate]:,.0f}/s"),
+                TimeRemainingColumn(),
                 console=screen or console(stderr=True),
                 transient=True,
             )
-            self._task = self._bar.add_task(description, total=total, looked=0, rate=0.0)
+            self._task = self._bar.add_task(description, total=total, looked="", rate=0.0)
 
     def __enter__(self) -> Meter:
         if self._bar is not None:
@@ -74,7 +84,7 @@ class Meter:
     ) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif self.looked_at:
+        elif self.done or self.looked_at:
             self._line()
 
     @property
@@ -87,18 +97,24 @@ class Meter:
         elapsed = self.seconds
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def update(self, *, done: int, looked_at: int) -> None:
+    def update(self, *, done: int, looked_at: int | None = None) -> None:
         self.done, self.looked_at = done, looked_at
         if self._bar is not None:
-            self._bar.update(self._task, completed=done, looked=looked_at, rate=self.rate)
+            looked = "" if looked_at is None else f"{looked_at:,} looked at  "
+            self._bar.update(self._task, completed=done, looked=looked, rate=self.rate)
         elif self._clock() - self._printed_at >= self._every:
             self._line()
 
     def _line(self) -> None:
         self._printed_at = self._clock()
         of = f" of {self._total:,}" if self._total is not None else ""
+        looked = "" if self.looked_at is None else f", {self.looked_at:,} looked at"
+        rate = self.rate
+        eta = ""
+        if self._total is not None and rate > 0 and self.done < self._total:
+            eta = f", ETA {(self._total - self.done) / rate:,.0f}s"
         sys.stderr.write(
-            f"{self._description}: {self.done:,}{of} done, {self.looked_at:,} looked at, "
-            f"{self.rate:,.0f}/s, {self.seconds:,.0f}s\n"
+            f"{self._description}: {self.done:,}{of} done{looked}, {rate:,.0f}/s, "
+            f"{self.seconds:,.0f}s{eta}\n"
         )
         sys.stderr.flush()

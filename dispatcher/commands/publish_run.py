@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.commands.publish_progress import Meter
+from dispatcher.commands.progress import Meter
 from dispatcher.core.ratelimit import TokenBucket
 from dispatcher.publish import InvalidOrder, OrderCheck, OrderPublisher
 
@@ -111,7 +111,7 @@ def publish_lines(
             break
         tally.lines = number
         if number % METER_EVERY == 0:
-            meter.update(number)
+            meter.update(done=number)
         data = raw.strip()
         if not data:
             continue
@@ -136,7 +136,7 @@ def publish_lines(
         tally.sent += 1
         future.add_done_callback(tally.settle)
         future.add_done_callback(lambda done: _stop_on_failure(done, failure))
-    meter.update(tally.lines)
+    meter.update(done=tally.lines)
     if publisher is not None:
         try:
             publisher.flush(timeout=PUBLISH_TIMEOUT_SECONDS)

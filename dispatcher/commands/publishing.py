@@ -19,7 +19,7 @@ from dispatcher.adapters.pubsub_errors import COMMAND_ERRORS
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.deadletter_options import ORDERS_TOPIC_ENV, project_option
 from dispatcher.commands.output import clip, console, output_option, print_document
-from dispatcher.commands.publish_progress import meter
+from dispatcher.commands.progress import Meter
 from dispatcher.commands.publish_run import Tally, publish_lines
 from dispatcher.commands.pubsub_access import explain, orders_topic, qualify
 from dispatcher.config import Settings
@@ -86,14 +86,14 @@ def publish_command(
         bucket = TokenBucket(rate=rate, burst=max(1, int(rate / 10)), clock=time.monotonic)
     try:
         if dry_run or path is None:
-            with meter("checking", total) as progress:
+            with Meter("checking", total=total) as progress:
                 tally = publish_lines(
                     orders, check=check, publisher=None, bucket=None, meter=progress
                 )
         else:
             with (
                 OrderPublisher(path, settings=settings) as publisher,
-                meter("publishing", total) as progress,
+                Meter("publishing", total=total) as progress,
             ):
                 tally = publish_lines(
                     orders, check=check, publisher=publisher, bucket=bucket, meter=progress
