@@ -25,7 +25,7 @@ from dispatcher.adapters.configmap import (
 from dispatcher.adapters.kubeclient import api_client
 from dispatcher.commands.common import config_option, settings_or_exit
 from dispatcher.commands.output import console
-from dispatcher.config import ConfigError
+from dispatcher.config import ConfigError, Settings, load_settings, parse_settings
 from dispatcher.errors import DispatchError
 from dispatcher.logging import get_logger
 from dispatcher.operator.limit_edits import LimitChange, LimitEdit, LimitEditError, edit_limits
@@ -149,3 +149,17 @@ def _number(value: float | str) -> str:
     if isinstance(value, str):
         return value
     return f"{value:,}" if isinstance(value, int) else f"{value:,.12g}"
+
+
+def live_settings(
+    api: Any, *, config_path: Path | None, namespace: str | None, configmap: str, key: str
+) -> tuple[Settings, str]:
+    """The configuration in force: ``config_path`` if given, else the deployed ConfigMap's."""
+    if config_path is not None:
+        return settings_or_exit(config_path), str(config_path)
+    where = namespace or load_settings(environ={}).namespace
+    current = read_config(api, namespace=where, name=configmap, key=key)
+    try:
+        return parse_settings(current.text, source=current.source, environ={}), current.source
+    except ConfigError as exc:
+        raise DispatchError(str(exc)) from exc

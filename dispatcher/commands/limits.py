@@ -13,22 +13,22 @@ from typing import Any
 import click
 from rich.table import Table
 
-from dispatcher.adapters.configmap import read_config, read_semaphores
+from dispatcher.adapters.configmap import read_semaphores
 from dispatcher.adapters.kubeclient import api_client
 from dispatcher.adapters.workflow_list import managed_workflows
 from dispatcher.commands.class_states import drain_command, pause_command, resume_command
-from dispatcher.commands.common import config_option, settings_or_exit
+from dispatcher.commands.common import config_option
 from dispatcher.commands.limit_patch import (
     apply_changes,
     configmap_option,
     context_option,
     key_option,
     kubeconfig_option,
+    live_settings,
     namespace_option,
     patch_options,
 )
 from dispatcher.commands.output import console, output_option, print_document
-from dispatcher.config import ConfigError, Settings, load_settings, parse_settings
 from dispatcher.errors import DispatchError
 from dispatcher.operator.census import Census, take_census
 from dispatcher.operator.limit_edits import LimitChange
@@ -74,7 +74,7 @@ def status_command(
     """
     try:
         api = api_client(kubeconfig, context=context)
-        settings, source = _live_settings(
+        settings, source = live_settings(
             api, config_path=config_path, namespace=namespace, configmap=configmap, key=key
         )
         census = take_census(
@@ -94,19 +94,6 @@ def status_command(
         print_document(document, "json" if as_json else output)
         return
     _print_census(census, namespace=settings.namespace, source=source, semaphores=semaphores)
-
-
-def _live_settings(
-    api: Any, *, config_path: Path | None, namespace: str | None, configmap: str, key: str
-) -> tuple[Settings, str]:
-    if config_path is not None:
-        return settings_or_exit(config_path), str(config_path)
-    where = namespace or load_settings(environ={}).namespace
-    current = read_config(api, namespace=where, name=configmap, key=key)
-    try:
-        return parse_settings(current.text, source=current.source, environ={}), current.source
-    except ConfigError as exc:
-        raise DispatchError(str(exc)) from exc
 
 
 def _print_census(

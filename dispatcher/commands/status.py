@@ -28,9 +28,9 @@ from dispatcher.commands.limit_patch import (
     context_option,
     key_option,
     kubeconfig_option,
+    live_settings,
     namespace_option,
 )
-from dispatcher.commands.limits import _live_settings
 from dispatcher.commands.output import console, output_option, print_document
 from dispatcher.errors import DispatchError
 from dispatcher.operator.census import take_census
@@ -67,7 +67,7 @@ def status_command(
     def take() -> Status:
         api = api_client(kubeconfig, context=context)
         try:
-            settings, _ = _live_settings(
+            settings, _ = live_settings(
                 api, config_path=config_path, namespace=namespace, configmap=configmap, key=key
             )
             census = take_census(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from dispatcher.local import procs
 
 
 @dataclass(frozen=True)
@@ -37,21 +38,10 @@ def _start_time(pid: int) -> str | None:
 
 
 def start(name: str, argv: list[str], *, state: Path, env: dict[str, str]) -> Daemon:
-    """Start argv in its own session, stdout and stderr to state/logs/NAME.log."""
-    (state / "logs").mkdir(parents=True, exist_ok=True)
-    (state / "pids").mkdir(parents=True, exist_ok=True)
-    log = state / "logs" / f"{name}.log"
-    with log.open("ab") as out:
-        popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **env},
-        )
-    (state / "pids" / f"{name}.pid").write_text(f"{popen.pid} {_start_time(popen.pid)}\n")
-    return Daemon(name, popen.pid, log)
+    """Start argv as :func:`procs.start` does; the pid file also records its start time."""
+    proc = procs.start(name, argv, state, env)
+    (state / "pids" / f"{name}.pid").write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
+    return Daemon(name, proc.pid, proc.log)
 
 
 def find(state: Path, name: str) -> Daemon | None:

@@ -15,6 +15,7 @@ from google.api_core import exceptions as gexc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dispatcher.commands.progress import Meter
 from dispatcher.commands.publish_run import publish_lines
 from dispatcher.config import load_settings
 from dispatcher.core.clock import FakeClock
@@ -75,17 +76,6 @@ def test_a_failure_reaches_the_future_and_flush_waits_for_pending() -> None:
     client.publish(TOPIC, b"x")  # a client passed in is the caller's: close() does not stop it
 
 
-class _Meter:
-    def __enter__(self) -> _Meter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-    def update(self, completed: int) -> None:
-        return None
-
-
 @settings(max_examples=60, deadline=None)
 @given(rate=st.floats(min_value=0.5, max_value=2000), count=st.integers(min_value=1, max_value=300))
 def test_the_rate_is_never_exceeded_and_never_wasted(rate: float, count: int) -> None:
@@ -107,7 +97,7 @@ def test_the_rate_is_never_exceeded_and_never_wasted(rate: float, count: int) ->
         check=publisher.check,
         publisher=publisher,
         bucket=bucket,
-        meter=_Meter(),
+        meter=Meter("publishing", total=None, live=False, every=1e9),
         sleep=clock.advance,
     )
     assert tally.published == count and len(stamps) == count
