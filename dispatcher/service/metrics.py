@@ -115,9 +115,6 @@ class Metrics:
             registry=r,
         )
 
-        #: Plain counts behind the status board's per-minute rates (``service/status.py``).
-        self.created_counts: dict[str, int] = {}
-        self.dead_letter_count = 0
         self.board: StatusBoard | None = None
 
     def received(self, count: int = 1, redelivered: int = 0) -> None:
@@ -127,11 +124,9 @@ class Metrics:
 
     def dead_lettered(self, reason: Reason) -> None:
         self.orders_dead_lettered.labels(reason.value).inc()
-        self.dead_letter_count += 1  # for the status board's rates (one writer at a time: GIL)
 
     def created(self, size_class: str, orders: int, result: str, latency: float) -> None:
         self.workflows_created.labels(size_class, result).inc()
-        self.created_counts[size_class] = self.created_counts.get(size_class, 0) + 1
         self.orders_submitted.labels(size_class).inc(orders)
         self.submit_latency.labels(size_class).observe(latency)
 
@@ -148,9 +143,9 @@ class Metrics:
     def observe_engine(self, engine: Any) -> None:
         """On the loop thread, twice a second: the gauges, and the replica's ``/status``."""
         if self.board is not None:
-            self.board.update(
-                engine, created=dict(self.created_counts), dead_lettered=self.dead_letter_count
-            )
+            created = totals(self.workflows_created, "size_class")
+            dead = sum(totals(self.orders_dead_lettered, "reason").values())
+            self.board.update(engine, created=created, dead_lettered=int(dead))
         for size_class, held in engine.held_orders().items():
             self.held_orders.labels(size_class).set(held)
         limits = getattr(engine, "limits", None)
@@ -161,3 +156,14 @@ class Metrics:
         if live is not None:
             for size_class, count in live().items():
                 self.live_workflows.labels(size_class).set(count)
+
+
+def totals(counter: Counter, label: str) -> dict[str, int]:
+    """A counter's ``_total`` samples added up per value of ``label`` (for the status board)."""
+    sums: dict[str, int] = {}
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                key = sample.labels[label]
+                sums[key] = sums.get(key, 0) + int(sample.value)
+    return sums
