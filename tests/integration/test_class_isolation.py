@@ -16,8 +16,8 @@ import pytest
 
 from dispatcher.adapters.cluster_memory import LocalClusterState
 from dispatcher.adapters.sinks import MemorySink
-from dispatcher.config import load_settings
 from dispatcher.service.assembly import Service
+from tests.integration.class_topics_kit import create_topology, routed_settings
 
 pytestmark = pytest.mark.pubsub
 
@@ -25,50 +25,16 @@ pytestmark = pytest.mark.pubsub
 def test_saturated_large_class_does_not_stop_small_orders(pubsub_clients: Any) -> None:
     pub, sub, project = pubsub_clients.publisher, pubsub_clients.subscriber, pubsub_clients.project
     prefix = f"iso-{uuid.uuid4().hex[:8]}"
-    base = load_settings(environ={})
-    settings = base.model_copy(
-        update={
-            "pubsub": base.pubsub.model_copy(
-                update={
-                    "project": project,
-                    "subscription": f"{prefix}-intake",
-                    "dead_letter_topic": f"{prefix}-dlq",
-                    "routing": "class_topics",
-                    "class_topic": prefix + "-{size_class}",
-                    "class_subscription": prefix + "-{size_class}-sub",
-                }
-            ),
-            "limits": base.limits.model_copy(update={"workflows_per_second": 1000, "burst": 1000}),
-            "classes": [
-                c.model_copy(
-                    update={"max_live_workflows": 1, "hold_budget": 3}
-                    if c.name == "large"
-                    else {"max_linger_seconds": 0.5}
-                )
-                for c in base.classes
-            ],
-        }
+    settings = routed_settings(
+        project,
+        prefix,
+        classes=lambda c: c.model_copy(
+            update={"max_live_workflows": 1, "hold_budget": 3}
+            if c.name == "large"
+            else {"max_linger_seconds": 0.5}
+        ),
     )
-    ps = settings.pubsub
-    intake_topic = pub.topic_path(project, f"{prefix}-orders")
-    for topic in (intake_topic, ps.dead_letter_topic_path()):
-        pub.create_topic(name=topic)
-    sub.create_subscription(name=ps.subscription_path(), topic=intake_topic)
-    for c in settings.classes:
-        pub.create_topic(name=ps.class_topic_path(c.name))
-        # a dead-letter policy makes Pub/Sub report delivery attempts; threshold 5
-        pub.create_topic(name=ps.class_topic_path(c.name) + "-dl")
-        sub.create_subscription(
-            request={
-                "name": ps.class_subscription_path(c.name),
-                "topic": ps.class_topic_path(c.name),
-                "ack_deadline_seconds": 10,
-                "dead_letter_policy": {
-                    "dead_letter_topic": ps.class_topic_path(c.name) + "-dl",
-                    "max_delivery_attempts": 5,
-                },
-            }
-        )
+    intake_topic = create_topology(pubsub_clients, settings, prefix, max_attempts=5)
     sink = MemorySink()
     service = Service(
         settings, subscriber=sub, publisher=pub, sink=sink, cluster=LocalClusterState()

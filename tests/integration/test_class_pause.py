@@ -18,8 +18,9 @@ import pytest
 
 from dispatcher.adapters.cluster_memory import LocalClusterState
 from dispatcher.adapters.sinks import MemorySink
-from dispatcher.config import Settings, load_settings
+from dispatcher.config import Settings
 from dispatcher.service.assembly import Service
+from tests.integration.class_topics_kit import create_topology, routed_settings
 
 pytestmark = pytest.mark.pubsub
 
@@ -49,34 +50,12 @@ def test_a_paused_class_waits_in_pubsub_while_others_go_and_resume_creates_it(
 ) -> None:
     pub, sub, project = pubsub_clients.publisher, pubsub_clients.subscriber, pubsub_clients.project
     prefix = f"pause-{uuid.uuid4().hex[:8]}"
-    base = load_settings(environ={})
-    settings = base.model_copy(
-        update={
-            "pubsub": base.pubsub.model_copy(
-                update={
-                    "project": project,
-                    "subscription": f"{prefix}-intake",
-                    "dead_letter_topic": f"{prefix}-dlq",
-                    "routing": "class_topics",
-                    "class_topic": prefix + "-{size_class}",
-                    "class_subscription": prefix + "-{size_class}-sub",
-                }
-            ),
-            "limits": base.limits.model_copy(update={"workflows_per_second": 1000, "burst": 1000}),
-            "classes": [c.model_copy(update={"max_linger_seconds": 0.2}) for c in base.classes],
-        }
+    settings = routed_settings(
+        project, prefix, classes=lambda c: c.model_copy(update={"max_linger_seconds": 0.2})
     )
     settings = with_large(settings, max_live_workflows=0)
     ps = settings.pubsub
-    intake_topic = pub.topic_path(project, f"{prefix}-orders")
-    for topic in (intake_topic, ps.dead_letter_topic_path()):
-        pub.create_topic(name=topic)
-    sub.create_subscription(name=ps.subscription_path(), topic=intake_topic)
-    for c in settings.classes:
-        pub.create_topic(name=ps.class_topic_path(c.name))
-        sub.create_subscription(
-            name=ps.class_subscription_path(c.name), topic=ps.class_topic_path(c.name)
-        )
+    intake_topic = create_topology(pubsub_clients, settings, prefix)
     sink = MemorySink()
     service = Service(
         settings, subscriber=sub, publisher=pub, sink=sink, cluster=LocalClusterState()
