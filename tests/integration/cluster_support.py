@@ -9,12 +9,16 @@ not from the dispatcher's own counters.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
@@ -210,3 +214,24 @@ class History:
             f"{len(missing)} orders never reached a Workflow, e.g. {sorted(missing)[:5]}; "
             f"history watch alive: {self._thread.is_alive()}; {state}"
         )
+
+
+@contextlib.contextmanager
+def scratch_environment(
+    api: k8s.ApiClient, namespace: str, prefix: str, selector: Callable[[str], str]
+) -> Iterator[str]:
+    """A fresh environment name; its ConfigMaps (by ``selector(name)``) are deleted after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield name
+    finally:
+        k8s.CoreV1Api(api).delete_collection_namespaced_config_map(
+            namespace, label_selector=selector(name)
+        )
+
+
+@pytest.fixture(name="api")
+def kube_api(k8s_cluster: Any) -> Iterator[k8s.ApiClient]:
+    """An admin API client of the test cluster, closed after the test."""
+    with k8s_cluster.api_client() as client:
+        yield client

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,10 @@ from dispatcher.adapters.claims import KubeClaims, claims_object_name, claims_se
 from dispatcher.errors import DispatchError
 from tests.cluster.plugin import K8sCluster
 from tests.faults.kube_proxy import Faults, KubeFaultProxy
+from tests.integration.cluster_support import (  # noqa: F401 - kube_api is the `api` fixture
+    kube_api,
+    scratch_environment,
+)
 
 pytestmark = pytest.mark.cluster
 HOLD = 30.0
@@ -33,18 +36,9 @@ class Clock:
 
 
 @pytest.fixture
-def api(k8s_cluster: K8sCluster) -> Iterator[k8s.ApiClient]:
-    with k8s_cluster.api_client() as client:
-        yield client
-
-
-@pytest.fixture
 def env(api: k8s.ApiClient, k8s_cluster: K8sCluster) -> Iterator[str]:
-    name = f"claims-{uuid.uuid4().hex[:8]}"
-    yield name
-    k8s.CoreV1Api(api).delete_collection_namespaced_config_map(
-        k8s_cluster.namespace, label_selector=claims_selector(name)
-    )
+    with scratch_environment(api, k8s_cluster.namespace, "claims", claims_selector) as name:
+        yield name
 
 
 @pytest.fixture

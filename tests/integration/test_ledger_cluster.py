@@ -22,6 +22,10 @@ from dispatcher.core import dedupe
 from dispatcher.errors import PermanentError
 from tests.cluster.plugin import K8sCluster
 from tests.faults.kube_proxy import Faults, KubeFaultProxy
+from tests.integration.cluster_support import (  # noqa: F401 - kube_api is the `api` fixture
+    kube_api,
+    scratch_environment,
+)
 
 pytestmark = pytest.mark.cluster
 HOUR = 3600.0
@@ -61,18 +65,9 @@ def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "")
 
 
 @pytest.fixture
-def api(k8s_cluster: K8sCluster) -> Iterator[k8s.ApiClient]:
-    with k8s_cluster.api_client() as client:
-        yield client
-
-
-@pytest.fixture
 def env(api: k8s.ApiClient, k8s_cluster: K8sCluster) -> Iterator[str]:
-    name = f"ledger-{uuid.uuid4().hex[:8]}"
-    yield name
-    k8s.CoreV1Api(api).delete_collection_namespaced_config_map(
-        k8s_cluster.namespace, label_selector=ledger_selector(name)
-    )
+    with scratch_environment(api, k8s_cluster.namespace, "ledger", ledger_selector) as name:
+        yield name
 
 
 @pytest.fixture
