@@ -9,6 +9,7 @@ id and per message id, so a test can tell "lost" (an order never arrived) from "
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -99,7 +100,9 @@ def replay_args(*, dead_letters: str, topic: str, extra: list[str]) -> list[str]
     ]
 
 
-def start_replay(args: list[str], *, log: Path) -> subprocess.Popen[bytes]:
+def start_replay(
+    args: list[str], *, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """``dispatcher dead-letter replay`` as a child process (stderr to ``log``)."""
     with log.open("ab") as stderr:
         return subprocess.Popen(
@@ -107,4 +110,5 @@ def start_replay(args: list[str], *, log: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
+            env={**os.environ, **(env or {})},
         )
