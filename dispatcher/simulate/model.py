@@ -132,4 +132,10 @@ def load_model(path: Path | str) -> ClusterModel:
     candidate = Path(path)
     if not candidate.exists() and (MODELS_DIR / f"{path}.yaml").exists():
         candidate = MODELS_DIR / f"{path}.yaml"
-    return ClusterModel.model_validate(yaml.safe_load(candidate.read_text(encoding="utf-8")))
+    try:
+        document = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{candidate}: not YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ValueError(f"{candidate}: not a cluster model (expected a mapping)")
+    return ClusterModel.model_validate(document)

@@ -1,7 +1,7 @@
 """What arrives, and when: a swarm of orders as a lazy stream of (time, line, input size).
 
 A swarm is either a JSON-lines file of orders (as ``dispatcher publish`` sends them) or a
-generator spec, ``gen:<curve>:n=<orders>[,seed=..][,seconds=..][,rate=..]``, drawing from the
+generator spec, ``gen:<curve>:n=<orders>[,seed=..][,invalid=<share>][,seconds=..][,rate=..]``, drawing from the
 same heavy-tailed generator as ``dispatcher example-orders``. The curve says when each order
 is published: ``burst`` (all at once), ``ramp`` (the rate rises linearly over ``seconds``) or
 ``steady`` (``rate`` orders per second). A file takes a curve the same way:
@@ -39,6 +39,7 @@ class Swarm:
     seconds: float = 0.0
     rate: float = 0.0
     seed: int = 7
+    invalid_share: float = 0.0
     path: Path | None = None
 
     def describe(self) -> str:
@@ -64,7 +65,9 @@ class Swarm:
     def arrivals(self) -> Iterator[Arrival]:
         lines: Iterator[tuple[str, int]]
         if self.path is None:
-            lines = sized_example_orders(self.count, seed=self.seed)
+            lines = sized_example_orders(
+                self.count, seed=self.seed, invalid_share=self.invalid_share
+            )
         else:
             lines = _file_lines(self.path)
         for index, (line, size) in enumerate(lines):
@@ -101,6 +104,7 @@ def parse_swarm(spec: str) -> Swarm:
                 seconds=float(params.get("seconds", 0)),
                 rate=float(params.get("rate", 0)),
                 seed=int(params.get("seed", 7)),
+                invalid_share=float(params.get("invalid", 0)),
             )
         )
     file_part, _, curve_part = spec.partition("@")

@@ -1,0 +1,117 @@
+"""The simulation: deterministic for a seed, never past a limit, the service's own core."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dispatcher.service.assembly as service_assembly
+import dispatcher.service.loop as service_loop
+from dispatcher.config import Settings
+from dispatcher.core import batching, engine, intake
+from dispatcher.simulate.model import ClusterModel
+from dispatcher.simulate.run import Simulation, simulate
+from dispatcher.simulate.swarm import parse_swarm
+from tests.simulate.conftest import with_preemption
+
+
+def test_two_runs_with_one_seed_give_the_same_document(
+    dev_settings: Settings, gke: ClusterModel
+) -> None:
+    model = with_preemption(gke, 2.0)
+    swarm = parse_swarm("gen:ramp:n=400,seconds=300,seed=3")
+    first = simulate(swarm, settings=dev_settings, model=model, seed=5).to_document()
+    second = simulate(swarm, settings=dev_settings, model=model, seed=5).to_document()
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    assert first["preemptions"] > 0  # the seeded draws were exercised
+    other = simulate(swarm, settings=dev_settings, model=model, seed=6).to_document()
+    assert other != first  # and the seed is what decides them
+
+
+def test_every_order_is_accounted_for(dev_settings: Settings, gke: ClusterModel) -> None:
+    swarm = parse_swarm("gen:burst:n=300")
+    doc = simulate(swarm, settings=dev_settings, model=gke).to_document()
+    assert doc["orders"] == 300
+    assert doc["completed"] + doc["dead_lettered"] == 300
+    assert doc["makespan_seconds"] > 0
+    assert doc["latency_seconds"]["p50"] <= doc["latency_seconds"]["p99"]
+    assert doc["node_hours"] > 0
+    assert doc["cost_usd"] > 0
+
+
+def test_the_simulator_drives_the_engine_the_service_runs(
+    dev_settings: Settings, gke: ClusterModel
+) -> None:
+    simulation = Simulation(parse_swarm("gen:burst:n=1"), settings=dev_settings, model=gke)
+    assert type(simulation.engine) is service_assembly.Engine is service_loop.Engine
+    assert type(simulation.engine) is engine.Engine
+    # Intake and batching are the core's own, not copies inside the simulator.
+    assert type(simulation.engine._intake) is intake.Intake
+    assert type(simulation.engine._batcher) is batching.Batcher
+
+
+CAP_CONFIGS = st.fixed_dictionaries(
+    {
+        "small": st.integers(1, 6),
+        "medium": st.integers(1, 4),
+        "large": st.integers(1, 3),
+        "rate": st.sampled_from([0.5, 2.0, 20.0]),
+        "objects": st.integers(3, 40),
+        "orders": st.integers(1, 250),
+        "curve": st.sampled_from(["burst", "ramp:n={n},seconds=120", "steady:n={n},rate=5"]),
+        "seed": st.integers(0, 1000),
+        "preempt": st.sampled_from([0.0, 3.0]),
+        "workflows_per_second": st.sampled_from([0.2, 5.0]),
+    }
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=CAP_CONFIGS)
+def test_simulated_limits_are_never_exceeded(
+    dev_settings: Settings, gke: ClusterModel, case: dict[str, object]
+) -> None:
+    caps = {"small": case["small"], "medium": case["medium"], "large": case["large"]}
+    classes = [
+        c.model_copy(update={"max_live_workflows": caps[c.name]}) for c in dev_settings.classes
+    ]
+    limits = dev_settings.limits.model_copy(
+        update={"workflows_per_second": case["rate"], "max_workflow_objects": case["objects"]}
+    )
+    config = dev_settings.model_copy(update={"classes": classes, "limits": limits})
+    controller = gke.controller.model_copy(
+        update={
+            "workflows_per_second": case["workflows_per_second"],
+            "ttl_seconds_after_success": 60,
+        }
+    )
+    model = with_preemption(gke, float(case["preempt"])).model_copy(
+        update={"controller": controller}
+    )
+    n = case["orders"]
+    curve = str(case["curve"]).format(n=n)
+    spec = f"gen:{curve}" if "n=" in curve else f"gen:{curve}:n={n}"
+    simulation = Simulation(
+        parse_swarm(f"{spec},seed={case['seed']}"),
+        settings=config,
+        model=model,
+        seed=int(case["seed"]),
+    )
+    breaches: list[str] = []
+
+    def check(sim: Simulation) -> None:
+        for name, live in sim.cluster.live.items():
+            if live > caps[name]:
+                breaches.append(f"{name}: {live} live at {sim.clock.now}")
+        if sim.cluster.objects > config.limits.max_workflow_objects:
+            breaches.append(f"objects: {sim.cluster.objects} at {sim.clock.now}")
+
+    simulation.on_event = check
+    results = simulation.run()
+    assert not breaches, breaches[:3]
+    for name, cap in caps.items():
+        assert results.peak_live[name] <= cap
+    assert results.peak_objects <= config.limits.max_workflow_objects
+    assert len(results.latencies) + results.dead_lettered == n
