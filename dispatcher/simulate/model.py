@@ -136,6 +136,4 @@ def load_model(path: Path | str) -> ClusterModel:
         document = yaml.safe_load(candidate.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValueError(f"{candidate}: not YAML: {exc}") from exc
-    if not isinstance(document, dict):
-        raise ValueError(f"{candidate}: not a cluster model (expected a mapping)")
     return ClusterModel.model_validate(document)
