@@ -3,8 +3,8 @@
 A swarm is either a JSON-lines file of orders (as ``dispatcher publish`` sends them) or a
 generator spec, ``gen:<curve>:n=<orders>[,seed=..][,invalid=<share>][,seconds=..][,rate=..]``,
 drawing from the same heavy-tailed generator as ``dispatcher example-orders``. The curve says
-when each order is published: ``burst`` (all at once), ``ramp`` (the rate rises linearly over ``seconds``) or
-``steady`` (``rate`` orders per second). A file takes a curve the same way:
+when each order is published: ``burst`` (all at once), ``ramp`` (the rate rises linearly over
+``seconds``) or ``steady`` (``rate`` orders per second). A file takes a curve the same way:
 ``orders.jsonl`` is a burst, ``orders.jsonl@ramp:seconds=600`` a ramp.
 
 The stream is lazy so a million-order swarm never sits in memory as a million strings.
