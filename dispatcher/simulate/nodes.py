@@ -27,9 +27,9 @@ class Node:
     memory_free: float
     ready: bool = False
     gone: bool = False
-    lanes: set[Lane] = field(default_factory=set)
+    #: insertion-ordered (a dict, not a set: a run must not depend on object addresses)
+    lanes: dict[Lane, None] = field(default_factory=dict)
     idle_since: float = 0.0
-    preempt_at: float = math.inf
 
 
 @dataclass(eq=False, slots=True)
@@ -111,7 +111,7 @@ class PoolState:
             self._need -= 1 / self._slots[(lane.cpu, lane.memory)]
             node.cpu_free -= lane.cpu
             node.memory_free -= lane.memory
-            node.lanes.add(lane)
+            node.lanes[lane] = None
             lane.node = node
             bound.append(lane)
             if node.cpu_free < lane.cpu or node.memory_free < lane.memory:
@@ -123,7 +123,7 @@ class PoolState:
         lane.node = None
         if node is None or node.gone:
             return
-        node.lanes.discard(lane)
+        node.lanes.pop(lane, None)
         node.cpu_free += lane.cpu
         node.memory_free += lane.memory
         if not node.lanes:
@@ -139,6 +139,15 @@ class PoolState:
         free_ready = sum(1 for n in self.nodes if n.ready and not n.lanes)
         room = self.pool.max_nodes - len(self.nodes)
         return max(0, min(room, math.ceil(need - 1e-9) - starting - free_ready))
+
+    def has_decisions(self) -> bool:
+        """The autoscaler has something to decide here: waiting lanes and room to grow, or an
+        empty node above ``min_nodes`` whose unneeded time is running."""
+        if self.pending and len(self.nodes) < self.pool.max_nodes:
+            return True
+        if len(self.nodes) <= self.pool.min_nodes:
+            return False
+        return any(node.ready and not node.lanes for node in self.nodes)
 
     def unneeded(self, now: float, after: float) -> list[Node]:
         """Ready nodes empty for ``after`` seconds, keeping ``min_nodes``."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from dispatcher.core.clock import Clock
+
 REPLICA = "sim"
 
 
@@ -28,7 +30,8 @@ class Workflow:
 class SimulatedWorkflows:
     """Live Workflows per class, objects in the namespace, and order ids inside them."""
 
-    def __init__(self, classes: list[str]) -> None:
+    def __init__(self, classes: list[str], *, clock: Clock) -> None:
+        self._clock = clock
         self.live: dict[str, int] = dict.fromkeys(classes, 0)
         self.peak_live: dict[str, int] = dict.fromkeys(classes, 0)
         self.objects = 0
@@ -37,7 +40,6 @@ class SimulatedWorkflows:
         self.created: dict[str, int] = dict.fromkeys(classes, 0)
         self.by_name: dict[str, Workflow] = {}
         self._order_ids: set[str] = set()
-        self._now = 0.0
 
     # -- ClusterState ----------------------------------------------------------------------
     def contains(self, order_id: str) -> bool:
@@ -50,7 +52,7 @@ class SimulatedWorkflows:
         return self.objects
 
     def record_created(self, name: str, size_class: str, order_ids: tuple[str, ...]) -> None:
-        workflow = Workflow(name, size_class, self._now)
+        workflow = Workflow(name, size_class, self._clock())
         self.by_name[name] = workflow
         self.created[size_class] += 1
         self._order_ids.update(order_ids)
@@ -61,9 +63,6 @@ class SimulatedWorkflows:
         self.peak_objects = max(self.peak_objects, self.objects)
 
     # -- the simulation's side -------------------------------------------------------------
-    def at(self, now: float) -> None:
-        self._now = now
-
     def finished(self, workflow: Workflow) -> None:
         self.live[workflow.size_class] -= 1
         self.by_name.pop(workflow.name, None)

@@ -102,11 +102,11 @@ def test_simulated_limits_are_never_exceeded(
     breaches: list[str] = []
 
     def check(sim: Simulation) -> None:
-        for name, live in sim.cluster.live.items():
+        for name, live in sim.workflows.live.items():
             if live > caps[name]:
                 breaches.append(f"{name}: {live} live at {sim.clock.now}")
-        if sim.cluster.objects > config.limits.max_workflow_objects:
-            breaches.append(f"objects: {sim.cluster.objects} at {sim.clock.now}")
+        if sim.workflows.objects > config.limits.max_workflow_objects:
+            breaches.append(f"objects: {sim.workflows.objects} at {sim.clock.now}")
 
     simulation.on_event = check
     results = simulation.run()
