@@ -1,16 +1,18 @@
 """``--sweep class.limit=a..b``: one simulation per value, and the cost/time frontier.
 
 Why a frontier and a knee: raising a class cap buys makespan with node-hours, first cheaply,
-then dearly. An operator wants the value after which more concurrency stops paying; the knee
-is the frontier point farthest from the straight line between its cheapest and its fastest
-ends (both axes scaled to 0..1), the usual "kneedle" reading of such a curve.
+then dearly, and past the point where the node pool (or another limit) binds, not at all. An
+operator wants the value after which more concurrency stops paying: the knee is the last
+frontier point reached while each step cut the makespan by at least the factor it raised the
+cost (a scale-free rule: it does not depend on the units or on how flat the cost curve is).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dispatcher.core.settings import Settings
 from dispatcher.simulate.results import Results
@@ -111,46 +113,41 @@ def run_sweep(
     return mark(points)
 
 
+#: Relative difference under which two costs (or two makespans) count as the same.
+TOLERANCE = 0.005
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= TOLERANCE * max(abs(a), abs(b), 1e-9)
+
+
+def _dominates(q: Point, p: Point) -> bool:
+    """``q`` is as cheap and as fast as ``p`` (and better in one, or the lower value)."""
+    cost_same, time_same = _same(q.cost, p.cost), _same(q.makespan, p.makespan)
+    if cost_same and time_same:
+        return q.value < p.value  # a higher limit that buys nothing is not a choice
+    return (cost_same or q.cost < p.cost) and (time_same or q.makespan < p.makespan)
+
+
 def mark(points: Sequence[Point]) -> list[Point]:
     """Flag the Pareto frontier (no other point is both cheaper and faster) and its knee."""
-    frontier = [
-        p
-        for p in points
-        if not any(
-            (q.cost <= p.cost and q.makespan <= p.makespan)
-            and (q.cost < p.cost or q.makespan < p.makespan)
-            for q in points
-        )
-    ]
+    frontier = [p for p in points if not any(_dominates(q, p) for q in points if q is not p)]
     best = knee(frontier)
-    return [
-        Point(
-            p.value,
-            p.makespan,
-            p.cost,
-            p.node_hours,
-            p.p99,
-            frontier=p in frontier,
-            knee=best is not None and p is best,
-        )
-        for p in points
-    ]
+    return [replace(p, frontier=p in frontier, knee=best is not None and p is best) for p in points]
 
 
 def knee(frontier: Sequence[Point]) -> Point | None:
-    """The frontier point farthest below the chord from its cheapest to its fastest end."""
-    if not frontier:
-        return None
+    """Walking the frontier from its cheapest point, the last point every step to which paid:
+    the makespan fell by at least the factor the cost rose (``ln(m0/m1) >= ln(c1/c0)``). The
+    first step that buys proportionally less time than it costs ends the walk."""
     ordered = sorted(frontier, key=lambda p: (p.cost, p.makespan))
-    if len(ordered) < 3:
-        return min(ordered, key=lambda p: p.makespan)
-    cost_span = (ordered[-1].cost - ordered[0].cost) or 1.0
-    time_span = (ordered[0].makespan - ordered[-1].makespan) or 1.0
-
-    def distance(p: Point) -> float:
-        # Scaled so the cheapest end is (0, 1) and the fastest (1, 0); the chord is x + y = 1.
-        x = (p.cost - ordered[0].cost) / cost_span
-        y = (p.makespan - ordered[-1].makespan) / time_span
-        return 1.0 - x - y
-
-    return max(ordered, key=distance)
+    if not ordered:
+        return None
+    best = ordered[0]
+    for step in ordered[1:]:
+        if step.makespan <= 0 or best.cost <= 0:
+            break
+        if math.log(best.makespan / step.makespan) < math.log(step.cost / best.cost):
+            break
+        best = step
+    return best

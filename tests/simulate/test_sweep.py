@@ -30,9 +30,17 @@ def test_the_knee_is_where_more_concurrency_stops_paying() -> None:
 
 
 def test_the_knee_moves_with_the_curve() -> None:
+    # 2 -> 3 nearly triples the cost but makes it 4.5 times faster: it pays; 3 -> 4 does not.
     frontier = [_point(1, 1000, 10), _point(2, 900, 11), _point(3, 200, 30), _point(4, 190, 60)]
     best = knee(frontier)
     assert best is not None and best.value == 3
+    # With the cost flat, every step that cuts time pays: the knee is where time stops falling
+    # (a limit past what the node pool can run buys nothing and is off the frontier).
+    flat = [_point(1, 800, 20.0), _point(2, 400, 20.02), _point(3, 300, 20.04)]
+    flat += [_point(4, 300.5, 20.05), _point(5, 300.4, 20.06)]
+    marked = {p.value: p for p in mark(flat)}
+    assert [v for v, p in marked.items() if p.knee] == [3]
+    assert [v for v, p in marked.items() if p.frontier] == [2, 3]  # 1: same cost, slower
 
 
 def test_a_spec_names_a_class_field_or_a_global_limit(dev_settings: Settings) -> None:
