@@ -40,7 +40,8 @@ def test_the_knee_moves_with_the_curve() -> None:
     flat += [_point(4, 300.5, 20.05), _point(5, 300.4, 20.06)]
     marked = {p.value: p for p in mark(flat)}
     assert [v for v, p in marked.items() if p.knee] == [3]
-    assert [v for v, p in marked.items() if p.frontier] == [2, 3]  # 1: same cost, slower
+    # The cost is the same everywhere (within 0.5 %): 3 is as cheap as any and fastest.
+    assert [v for v, p in marked.items() if p.frontier] == [3]
 
 
 def test_a_spec_names_a_class_field_or_a_global_limit(dev_settings: Settings) -> None:
