@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "swarm": "swarm.jsonl",
         "config": "config.yaml",
         "cluster_model": "test-cluster",
+        "node_pools": list(POOLS),
         **measure(workflows, float(found.group(1))),
     }
     (run / "result.json").write_text(json.dumps(result, indent=2) + "\n")
