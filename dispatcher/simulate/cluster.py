@@ -86,7 +86,7 @@ class SimulatedCluster:
             lane.started_at = now
             total = sum(pod_start + seconds for _at, seconds in lane.orders)
             self.agenda.at(now + total, partial(self._lane_done, lane, lane.epoch))
-        if state.pending:
+        if state.pending and state.can_grow():
             self._wake()
 
     def _lane_done(self, lane: Lane, epoch: int) -> None:
@@ -101,7 +101,7 @@ class SimulatedCluster:
         workflow.lanes_left -= 1
         if workflow.lanes_left == 0:
             self._workflow_done(workflow)
-        if node is not None and not node.lanes:
+        if node is not None and not node.lanes and len(state.nodes) > state.pool.min_nodes:
             self._wake()  # an empty node: the scale-down timer runs
         self._place(state)
 

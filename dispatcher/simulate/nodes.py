@@ -140,10 +140,13 @@ class PoolState:
         room = self.pool.max_nodes - len(self.nodes)
         return max(0, min(room, math.ceil(need - 1e-9) - starting - free_ready))
 
+    def can_grow(self) -> bool:
+        return len(self.nodes) < self.pool.max_nodes
+
     def has_decisions(self) -> bool:
         """The autoscaler has something to decide here: waiting lanes and room to grow, or an
         empty node above ``min_nodes`` whose unneeded time is running."""
-        if self.pending and len(self.nodes) < self.pool.max_nodes:
+        if self.pending and self.can_grow():
             return True
         if len(self.nodes) <= self.pool.min_nodes:
             return False

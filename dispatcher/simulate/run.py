@@ -11,6 +11,7 @@ a fresh copy. What happens to a created Workflow is :mod:`dispatcher.simulate.cl
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -85,14 +86,24 @@ class Simulation:
     def run(self) -> Results:
         self._arrivals = self.swarm.arrivals()
         self._next = next(self._arrivals, None)
-        while True:
-            self._settle()
-            when = self._next_time()
-            if when is None:
-                break
-            self.agenda.run_until(when)
-            if self.on_event is not None:
-                self.on_event(self)
+        # Millions of short-lived objects (tickets, decisions, events), next to long-lived
+        # ones (order ids, latencies): the cyclic collector's full passes over the latter
+        # cost ~15 % of a large run; what exists now is frozen out of its view meanwhile.
+        threshold = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        try:
+            while True:
+                self._settle()
+                when = self._next_time()
+                if when is None:
+                    break
+                self.agenda.run_until(when)
+                if self.on_event is not None:
+                    self.on_event(self)
+        finally:
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
         return self._finish()
 
     def _settle(self) -> None:
