@@ -15,7 +15,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 def _example() -> tuple[list[str], list[str]]:
     text = DOC.read_text(encoding="utf-8")
-    found = re.search(r"```text\n\$ (dispatcher simulate [^\n]*--sweep[^\n]*)\n(.*?)```", text, re.S)
+    found = re.search(
+        r"```text\n\$ (dispatcher simulate [^\n]*--sweep[^\n]*)\n(.*?)```", text, re.S
+    )
     assert found, "docs/operations.md has no `$ dispatcher simulate ... --sweep` example"
     return shlex.split(found.group(1))[1:], _rows(found.group(2))
 
