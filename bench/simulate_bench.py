@@ -35,15 +35,22 @@ TARGET_SECONDS = 60.0
 TARGET_ORDERS = 1_000_000
 
 
-def one_round(spec: str, config: str, cluster: str) -> dict[str, Any]:
+def one_round(spec: str, config: str, cluster: str, *, pools_scale: float = 1) -> dict[str, Any]:
     settings = load_settings(config, environ={})
     model = load_model(cluster)
+    if pools_scale != 1:
+        pools = [
+            p.model_copy(update={"max_nodes": round(p.max_nodes * pools_scale)})
+            for p in model.pools
+        ]
+        model = model.model_copy(update={"pools": pools})
     swarm = parse_swarm(spec)
     wall, cpu = time.perf_counter(), time.process_time()
     results = simulate(swarm, settings=settings, model=model)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {
         "wall_seconds": round(wall, 2),
+        "cpu_us_per_delivery": round(cpu / max(1, swarm.count + results.reparked) * 1e6, 1),
         "cpu_seconds": round(cpu, 2),
         "orders_per_second": round(swarm.count / wall),
         "simulated_seconds": round(results.simulated_seconds),
@@ -62,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="config/prod.yaml")
     parser.add_argument("--cluster", default="gke")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--pools-scale",
+        type=float,
+        default=1,
+        help="multiply every pool's max_nodes (a cluster that keeps up: no re-parks)",
+    )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
@@ -70,18 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     spec = f"gen:{curve}:n={args.orders}" + (f",{options}" if options else "")
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(one_round, spec, args.config, args.cluster)
+        profiler.runcall(one_round, spec, args.config, args.cluster, pools_scale=args.pools_scale)
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
         return 0
     rounds = []
     for index in range(args.rounds):
-        rounds.append(one_round(spec, args.config, args.cluster))
+        rounds.append(one_round(spec, args.config, args.cluster, pools_scale=args.pools_scale))
         print(f"round {index + 1}: {json.dumps(rounds[-1])}", file=sys.stderr)
     wall = statistics.median(r["wall_seconds"] for r in rounds)
     report = {
         "swarm": spec,
         "config": args.config,
         "cluster": args.cluster,
+        "pools_scale": args.pools_scale,
         "median_wall_seconds": wall,
         "target": f"{TARGET_ORDERS:,} orders in < {TARGET_SECONDS:.0f} s",
         "met": args.orders >= TARGET_ORDERS and wall < TARGET_SECONDS,
