@@ -12,8 +12,7 @@ a fresh copy. What happens to a created Workflow is :mod:`dispatcher.simulate.cl
 from __future__ import annotations
 
 import gc
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 
 from dispatcher.core.admission import HoldReason
@@ -25,12 +24,12 @@ from dispatcher.core.settings import Settings
 from dispatcher.simulate.cluster import SimulatedCluster
 from dispatcher.simulate.events import Agenda
 from dispatcher.simulate.model import ClusterModel
+from dispatcher.simulate.pubsub import Receipt, Upstream
 from dispatcher.simulate.results import Results, Sample
-from dispatcher.simulate.swarm import Arrival, Swarm
+from dispatcher.simulate.swarm import Swarm
 from dispatcher.simulate.workflows import REPLICA, SimulatedWorkflows
 
-#: (index, arrival time, input bytes, line): what a delivery carries through the engine.
-Receipt = tuple[int, float, int, bytes]
+NO_ATTRIBUTES: dict[str, str] = {}
 
 
 class _Members:
@@ -71,21 +70,14 @@ class Simulation:
             seed=seed,
             sample=self._sample,
         )
-        self._arrivals: Iterator[Arrival] = iter(())
-        self._next: Arrival | None = None
-        self._index = 0
-        self._reparked: deque[Receipt] = deque()
-        self._held = 0  # messages delivered and not yet acked (Pub/Sub flow control)
-        self._credit = 0.0
-        self._credit_at = 0.0
+        self.upstream = Upstream(swarm, settings=settings, rate=model.pubsub_deliveries_per_second)
         self._sampled_at = -1e18
         #: Called after each simulated instant (tests check invariants here).
         self.on_event: Callable[[Simulation], None] | None = None
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> Results:
-        self._arrivals = self.swarm.arrivals()
-        self._next = next(self._arrivals, None)
+        self.upstream.start()
         # Millions of short-lived objects (tickets, decisions, events), next to long-lived
         # ones (order ids, latencies): the cyclic collector's full passes over the latter
         # cost ~15 % of a large run; what exists now is frozen out of its view meanwhile.
@@ -124,63 +116,25 @@ class Simulation:
         deadline = self.engine.next_deadline(poll=rate_held)
         if deadline is not None:
             times.append(deadline)
-        if self._held < self.settings.pubsub.max_messages:
-            upstream = self._upstream_at()
-            if upstream is not None:
-                times.append(upstream)
+        upstream = self.upstream.next_time(self.clock.now)
+        if upstream is not None:
+            times.append(upstream)
         return min(times) if times else None
-
-    # -- Pub/Sub ---------------------------------------------------------------------------
-    def _upstream_at(self) -> float | None:
-        """When the next delivery can happen (flow control permitting)."""
-        now = self.clock.now
-        if self._next is not None and (self._next.at <= now or not self._reparked):
-            at = max(now, self._next.at)
-        elif self._reparked:
-            at = now
-        else:
-            return None
-        rate = self.model.pubsub_deliveries_per_second
-        if rate is not None and self._credit_now(rate) < 1:
-            at = max(at, now + (1 - self._credit_now(rate)) / rate)
-        return at
-
-    def _credit_now(self, rate: float) -> float:
-        return min(rate, self._credit + (self.clock.now - self._credit_at) * rate)
 
     def _deliver(self) -> bool:
         """Hand the engine every message that is published and fits flow control."""
-        now = self.clock.now
-        room = self.settings.pubsub.max_messages - self._held
-        rate = self.model.pubsub_deliveries_per_second
-        if rate is not None:
-            self._credit, self._credit_at = self._credit_now(rate), now
-            room = min(room, int(self._credit))
         delivered = 0
-        receive, carry_out, arrivals = self.engine.receive, self._carry_out, self._arrivals
-        while delivered < room:
-            # A re-parked copy is the newest message: what was published before it goes first.
-            arrival = self._next
-            if arrival is not None and arrival.at <= now:
-                receipt = (self._index, arrival.at, arrival.size_bytes, arrival.line)
-                self._index += 1
-                self._next = next(arrivals, None)
-            elif self._reparked:
-                receipt = self._reparked.popleft()
-            else:
-                break
+        receive, carry_out = self.engine.receive, self._carry_out
+        for receipt in self.upstream.deliveries(self.clock.now):
             delivered += 1
-            self._held += 1
-            carry_out(receive(receipt, receipt[3], {}))
-        if rate is not None:
-            self._credit -= delivered
+            carry_out(receive(receipt, receipt[3], NO_ATTRIBUTES))
         return delivered > 0
 
     # -- the executor's part ---------------------------------------------------------------
     def _carry_out(self, decisions: list[Decision[Receipt]]) -> None:
         for decision in decisions:
             if isinstance(decision, Ack):
-                self._held -= len(decision.receipts)
+                self.upstream.settled(decision.receipts[0], len(decision.receipts))
                 if decision.workflow is not None:
                     receipt = decision.receipts[0]
                     self.workflows.by_name[decision.workflow].orders.append(
@@ -193,11 +147,11 @@ class Simulation:
                     self.model.controller.create_seconds, partial(self._created, decision.name)
                 )
             elif isinstance(decision, DeadLetter):
-                self._held -= len(decision.receipts)
+                self.upstream.settled(decision.receipts[0], len(decision.receipts))
                 self.results.dead_lettered += 1
             elif isinstance(decision, Repark):
-                self._held -= len(decision.receipts)
-                self._reparked.append(decision.receipts[0])
+                self.upstream.settled(decision.receipts[0], len(decision.receipts))
+                self.upstream.repark(decision.receipts[0])
                 self.results.reparked += 1
 
     def _created(self, name: str) -> None:
@@ -211,11 +165,10 @@ class Simulation:
         if now - self._sampled_at < self.model.autoscaler.scan_seconds:
             return
         self._sampled_at = now
-        upstream = self.swarm.arrived(now) - self._index + len(self._reparked)
         self.results.timeline.append(
             Sample(
                 at=now,
-                backlog=upstream + self._held,
+                backlog=self.upstream.backlog(now),
                 live=self.workflows.live_total(),
                 objects=self.workflows.objects,
                 nodes={name: len(s.nodes) for name, s in self.cluster.pools.items()},
@@ -231,7 +184,7 @@ class Simulation:
             results.node_seconds[name] = state.node_seconds
             results.cost[name] = state.node_seconds / 3600 * state.pool.price()
             results.peak_nodes[name] = state.peak_nodes
-        results.orders = self._index
+        results.orders = self.upstream.published
         results.makespan = self.cluster.last_done
         results.workflows = dict(self.workflows.created)
         results.peak_live = dict(self.workflows.peak_live)
