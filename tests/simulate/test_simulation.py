@@ -115,3 +115,18 @@ def test_simulated_limits_are_never_exceeded(
         assert results.peak_live[name] <= cap
     assert results.peak_objects <= config.limits.max_workflow_objects
     assert len(results.latencies) + results.dead_lettered == n
+
+
+def test_direct_routing_re_parks_more_than_class_topics(
+    dev_settings: Settings, gke: ClusterModel
+) -> None:
+    """One shared flow-control window fills with large orders held behind a cap of one; a
+    subscription per class holds only its hold budget (4 large orders), so few wait past
+    their lease."""
+    swarm = parse_swarm("gen:burst:n=2000")
+    direct = simulate(swarm, settings=dev_settings, model=gke)
+    pubsub = dev_settings.pubsub.model_copy(update={"routing": "class_topics"})
+    routed = simulate(swarm, settings=dev_settings.model_copy(update={"pubsub": pubsub}), model=gke)
+    assert direct.reparked > 0
+    assert 0 <= routed.reparked < direct.reparked / 3
+    assert len(direct.latencies) == len(routed.latencies) == 2000
