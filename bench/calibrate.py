@@ -31,17 +31,26 @@ from dispatcher.simulate.swarm import parse_swarm
 MEASURES = ("makespan_seconds", "node_seconds", "latency_p50_seconds", "latency_p99_seconds")
 
 
+#: Pools that run the platform, not the swarm (``bench.swarm`` counts them apart).
+SHARED_POOLS = frozenset({"system"})
+
+
 def measured(result: dict[str, Any]) -> dict[str, float | None]:
-    """The four measures from a result.json, whichever of the usual spellings it uses."""
+    """The four measures from a result.json, in ``bench.local_swarm``'s spelling or in
+    ``bench.swarm``'s (``makespan_s``, ``latency_p50_s``, node-seconds by pool)."""
     latency = result.get("latency_seconds") or {}
     nodes = result.get("node_seconds")
     if isinstance(nodes, dict):
-        nodes = sum(float(v) for v in nodes.values())
+        nodes = sum(float(v) for k, v in nodes.items() if k not in SHARED_POOLS)
     return {
-        "makespan_seconds": _number(result.get("makespan_seconds")),
+        "makespan_seconds": _number(result.get("makespan_seconds", result.get("makespan_s"))),
         "node_seconds": _number(nodes),
-        "latency_p50_seconds": _number(latency.get("p50", result.get("latency_p50_seconds"))),
-        "latency_p99_seconds": _number(latency.get("p99", result.get("latency_p99_seconds"))),
+        "latency_p50_seconds": _number(
+            latency.get("p50", result.get("latency_p50_seconds", result.get("latency_p50_s")))
+        ),
+        "latency_p99_seconds": _number(
+            latency.get("p99", result.get("latency_p99_seconds", result.get("latency_p99_s")))
+        ),
     }
 
 
@@ -63,9 +72,14 @@ def simulated(run: Path, result: dict[str, Any], model: ClusterModel) -> dict[st
 
 
 def _busy_node_seconds(by_pool: dict[str, float], result: dict[str, Any]) -> float:
-    """Only the pools the measurement counted (all, unless it lists them)."""
+    """Only the pools the measurement counted: those it lists (``node_pools``, or the keys of
+    its node-seconds by pool), all of them otherwise; never the shared ones."""
     pools = result.get("node_pools")
-    return sum(v for k, v in by_pool.items() if pools is None or k in pools)
+    if pools is None and isinstance(result.get("node_seconds"), dict):
+        pools = list(result["node_seconds"])
+    return sum(
+        v for k, v in by_pool.items() if k not in SHARED_POOLS and (pools is None or k in pools)
+    )
 
 
 def errors(sim: dict[str, float], real: dict[str, float | None]) -> dict[str, float | None]:

@@ -50,3 +50,18 @@ def test_missing_measures_are_left_out(tmp_path: Path) -> None:
     document = json.loads(out.read_text())
     assert document["runs"][0]["error"]["node_seconds"] is None
     assert main([str(tmp_path / "nothing-here")]) == 1
+
+
+def test_the_swarm_benchs_spelling_is_read() -> None:
+    result = {
+        "makespan_s": 300.0,
+        "latency_p50_s": 100.0,
+        "latency_p99_s": 290.0,
+        "node_seconds": {"small-spot": 200.0, "system": 900.0, "large": 50.0},
+    }
+    assert measured(result) == {
+        "makespan_seconds": 300.0,
+        "node_seconds": 250.0,
+        "latency_p50_seconds": 100.0,
+        "latency_p99_seconds": 290.0,
+    }
