@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +12,7 @@ import dispatcher.service.assembly as service_assembly
 import dispatcher.service.loop as service_loop
 from dispatcher.config import Settings
 from dispatcher.core import batching, engine, intake
-from dispatcher.simulate.model import ClusterModel
+from dispatcher.simulate.model import MODELS_DIR, ClusterModel, load_model
 from dispatcher.simulate.run import Simulation, simulate
 from dispatcher.simulate.swarm import parse_swarm
 from tests.simulate.conftest import with_preemption
@@ -130,3 +131,11 @@ def test_direct_routing_re_parks_more_than_class_topics(
     assert direct.reparked > 0
     assert 0 <= routed.reparked < direct.reparked / 3
     assert len(direct.latencies) == len(routed.latencies) == 2000
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in MODELS_DIR.glob("*.yaml")))
+def test_every_shipped_model_runs_the_dev_configuration(name: str, dev_settings: Settings) -> None:
+    results = simulate(
+        parse_swarm("gen:burst:n=100"), settings=dev_settings, model=load_model(name)
+    )
+    assert len(results.latencies) == 100 and results.makespan > 0
