@@ -130,7 +130,10 @@ def _show(results: Results, *, swarm: Swarm, model: ClusterModel, wall: float) -
     rows = [
         ("makespan", _duration(results.makespan)),
         ("order latency p50 / p99", f"{_duration(latency['p50'])} / {_duration(latency['p99'])}"),
-        ("orders completed / dead-lettered", f"{doc['completed']:,} / {results.dead_lettered:,}"),
+        (
+            "orders completed / dead-lettered / not completed",
+            f"{doc['completed']:,} / {results.dead_lettered:,} / {doc['not_completed']:,}",
+        ),
         ("workflows", ", ".join(f"{k} {v:,}" for k, v in results.workflows.items())),
         ("peak live Workflows", ", ".join(f"{k} {v}" for k, v in peaks.items())),
         ("peak Workflow objects", f"{results.peak_objects:,}"),

@@ -28,7 +28,11 @@ class Upstream:
         self.swarm = swarm
         self.class_topics = settings.pubsub.routing == "class_topics"
         if self.class_topics:
-            self.budget = {c.name: c.effective_hold_budget() for c in settings.classes}
+            # A paused or draining class's stream is closed: its backlog stays in Pub/Sub.
+            self.budget = {
+                c.name: c.effective_hold_budget() if c.state == "active" else 0
+                for c in settings.classes
+            }
         else:
             self.budget = {DIRECT: settings.pubsub.max_messages}
         self.queues: dict[str, deque[Receipt]] = {name: deque() for name in self.budget}

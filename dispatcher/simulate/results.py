@@ -74,6 +74,8 @@ class Results:
             "orders": self.orders,
             "completed": len(ordered),
             "dead_lettered": self.dead_lettered,
+            # held back for good (a cap of 0, a paused class) when the run hit its horizon
+            "not_completed": self.orders - len(ordered) - self.dead_lettered,
             "makespan_seconds": round(self.makespan, 3),
             "latency_seconds": {"p50": round(at(0.5), 3), "p99": round(at(0.99), 3)},
             "workflows": self.workflows,

@@ -30,6 +30,9 @@ from dispatcher.simulate.swarm import Swarm
 from dispatcher.simulate.workflows import REPLICA, SimulatedWorkflows
 
 NO_ATTRIBUTES: dict[str, str] = {}
+#: A run stops here even if orders are left (a cap of 0, a paused class): they are reported as
+#: not completed rather than simulated forever.
+HORIZON_SECONDS = 366 * 86_400.0
 
 
 class _Members:
@@ -46,8 +49,15 @@ class Simulation:
     """One run: a swarm, a dispatcher configuration and a cluster model; :meth:`run` once."""
 
     def __init__(
-        self, swarm: Swarm, *, settings: Settings, model: ClusterModel, seed: int = 1
+        self,
+        swarm: Swarm,
+        *,
+        settings: Settings,
+        model: ClusterModel,
+        seed: int = 1,
+        horizon_seconds: float = HORIZON_SECONDS,
     ) -> None:
+        self.horizon_seconds = horizon_seconds
         self.swarm, self.settings, self.model = swarm, settings, model
         self.agenda = Agenda()
         self.clock = self.agenda.clock
@@ -88,7 +98,7 @@ class Simulation:
             while True:
                 self._settle()
                 when = self._next_time()
-                if when is None:
+                if when is None or when > self.horizon_seconds:
                     break
                 self.agenda.run_until(when)
                 if self.on_event is not None:

@@ -139,3 +139,34 @@ def test_every_shipped_model_runs_the_dev_configuration(name: str, dev_settings:
         parse_swarm("gen:burst:n=100"), settings=dev_settings, model=load_model(name)
     )
     assert len(results.latencies) == 100 and results.makespan > 0
+
+
+def test_orders_held_back_for_good_end_the_run_at_its_horizon(
+    dev_settings: Settings, gke: ClusterModel
+) -> None:
+    """A cap of 0 admits nothing: the run stops at its horizon and says what is left."""
+    classes = [
+        c.model_copy(update={"max_live_workflows": 0}) if c.name == "large" else c
+        for c in dev_settings.classes
+    ]
+    config = dev_settings.model_copy(update={"classes": classes})
+    simulation = Simulation(
+        parse_swarm("gen:burst:n=300"), settings=config, model=gke, horizon_seconds=86_400
+    )
+    doc = simulation.run().to_document()
+    assert doc["not_completed"] > 0
+    assert doc["completed"] + doc["dead_lettered"] + doc["not_completed"] == 300
+    assert doc["workflows"]["large"] == 0
+
+
+def test_a_paused_class_stays_upstream(dev_settings: Settings, gke: ClusterModel) -> None:
+    pubsub = dev_settings.pubsub.model_copy(update={"routing": "class_topics"})
+    classes = [
+        c.model_copy(update={"state": "paused"}) if c.name == "medium" else c
+        for c in dev_settings.classes
+    ]
+    config = dev_settings.model_copy(update={"pubsub": pubsub, "classes": classes})
+    simulation = Simulation(parse_swarm("gen:burst:n=300"), settings=config, model=gke)
+    doc = simulation.run().to_document()
+    assert doc["workflows"]["medium"] == 0 and doc["not_completed"] > 0
+    assert simulation.upstream.held["medium"] == 0  # never delivered, so never re-parked
