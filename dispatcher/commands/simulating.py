@@ -29,7 +29,8 @@ from dispatcher.simulate.sweep import Point, Sweep, parse_sweep, run_sweep
     "--cluster",
     "cluster_path",
     required=True,
-    help="Cluster model YAML, or a shipped one by name: gke, test-cluster.",
+    help="Cluster model YAML, or a shipped one by name: gke, test-cluster,"
+    " test-cluster-autoscaled.",
 )
 @click.option(
     "--profile",
