@@ -122,6 +122,8 @@ class SimulatedCluster:
         lane.started_at = clock
 
     def _workflow_done(self, workflow: Workflow) -> None:
+        now = self.agenda.now
+        self.results.workflow_latencies.extend(now - at for at, _size in workflow.orders)
         self.workflows.finished(workflow)
         ttl = self.model.controller.ttl_seconds_after_success
         self.agenda.after(ttl, self.workflows.deleted, background=True)
