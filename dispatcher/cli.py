@@ -13,6 +13,7 @@ from dispatcher.commands.planning import example_orders_command, plan_command, s
 from dispatcher.commands.publishing import publish_command
 from dispatcher.commands.report import report_command
 from dispatcher.commands.run import run_command
+from dispatcher.commands.simulating import simulate_command
 from dispatcher.commands.status import status_command
 from dispatcher.logging import configure
 
@@ -65,6 +66,7 @@ cli.add_command(limits_group)
 cli.add_command(dashboard_command)
 cli.add_command(status_command)
 cli.add_command(local_group)
+cli.add_command(simulate_command)
 
 
 def main() -> None:

@@ -168,12 +168,15 @@ class Engine(Holding[R]):
         return decisions
 
     # -- observations ------------------------------------------------------------------
-    def next_deadline(self) -> float | None:
+    def next_deadline(self, *, poll: bool = True) -> float | None:
+        """When ``tick`` has something to do. With ``poll`` (the service) batches waiting for
+        admission are looked at again every 50 ms (or when a rate token is due); a caller that
+        ticks after every change of the cluster itself (the simulator) passes ``poll=False``."""
         deadline = self._batcher.next_deadline()
         pending = [f.retry_at for f in self._in_flight.values() if f.retry_at is not None]
         pending.extend(d.due for d in self._deferred)
         pending.extend(self._waiting.values())
-        if any(self._ready.values()):
+        if poll and any(self._ready.values()):
             pending.append(self._clock() + max(self.admission.rate_wait(), 0.05))
         for when in pending:
             deadline = when if deadline is None else min(deadline, when)

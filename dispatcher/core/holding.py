@@ -184,10 +184,14 @@ class Holding(Generic[R]):
         limit = self._settings.pubsub.max_hold_seconds()
         decisions: list[Decision[R]] = []
         for queue in self._ready.values():
+            # Tickets join a batch in the order they arrive (and keep it when a batch is cut
+            # down), so its first ticket is its oldest: one look per batch, not per order.
+            if not any(now - batch.tickets[0].received_at >= limit for batch in queue):
+                continue
             keep: deque[Batch[R]] = deque()
             while queue:
                 batch = queue.popleft()
-                if now - min(t.received_at for t in batch.tickets) < limit:
+                if now - batch.tickets[0].received_at < limit:
                     keep.append(batch)
                 else:
                     decisions.extend(self._repark_batch(batch))

@@ -31,30 +31,42 @@ def example_orders(
     count: int, *, seed: int = 7, invalid_share: float = 0.0, duplicate_share: float = 0.0
 ) -> Iterator[str]:
     """``count`` JSON lines; some invalid or repeated when asked (for trying dead-lettering)."""
+    for line, _size in sized_example_orders(
+        count, seed=seed, invalid_share=invalid_share, duplicate_share=duplicate_share
+    ):
+        yield line
+
+
+def sized_example_orders(
+    count: int, *, seed: int = 7, invalid_share: float = 0.0, duplicate_share: float = 0.0
+) -> Iterator[tuple[str, int]]:
+    """As :func:`example_orders`, each line with its input size (0 for an invalid line), so a
+    simulation need not parse the line again to know how long its order runs."""
     rng = random.Random(seed)  # noqa: S311 - reproducible sample data
-    emitted: list[str] = []
+    emitted: list[tuple[str, int]] = []
     for index in range(count):
         roll = rng.random()
         if emitted and roll < duplicate_share:
             yield rng.choice(emitted)
             continue
         if roll < duplicate_share + invalid_share:
-            yield _invalid(rng, index)
+            yield _invalid(rng, index), 0
             continue
-        order = {
-            "order_id": f"ord-{seed}-{index:07d}",
-            "input": {
-                "uri": f"gs://orders-input/{seed}/{index:07d}.bin",
-                "size_bytes": input_size(rng),
-            },
-            "priority": rng.choice((0, 0, 0, 1, 5)),
-            "steps": {"enrich": rng.random() < 0.2},
-            "params": {"customer": f"c-{rng.randrange(500):03d}"},
-        }
-        line = json.dumps(order, separators=(",", ":"))
+        size = input_size(rng)
+        priority = rng.choice((0, 0, 0, 1, 5))
+        enrich = "true" if rng.random() < 0.2 else "false"
+        customer = rng.randrange(500)
+        # json.dumps of the same dict, compact, keys in this order; by hand because a
+        # million-order simulation generates its swarm on the fly (the ids and URIs are
+        # plain ASCII, nothing needs escaping).
+        line = (
+            f'{{"order_id":"ord-{seed}-{index:07d}","input":{{"uri":"gs://orders-input/{seed}/'
+            f'{index:07d}.bin","size_bytes":{size}}},"priority":{priority},"steps":{{"enrich":'
+            f'{enrich}}},"params":{{"customer":"c-{customer:03d}"}}}}'
+        )
         if len(emitted) < 10_000:
-            emitted.append(line)
-        yield line
+            emitted.append((line, size))
+        yield line, size
 
 
 def _invalid(rng: random.Random, index: int) -> str:

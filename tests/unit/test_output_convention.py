@@ -36,7 +36,7 @@ def test_every_read_command_offers_the_three_formats() -> None:
     runner = CliRunner()
     for command in (
         ["plan"], ["status"], ["limits", "status"], ["dead-letter", "inspect"],
-        ["local", "status"], ["publish"],
+        ["local", "status"], ["publish"], ["simulate"],
     ):  # fmt: skip
         shown = runner.invoke(cli, [*command, "--help"])
         assert shown.exit_code == 0, command
