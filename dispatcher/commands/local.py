@@ -11,6 +11,7 @@ import random
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 import click
@@ -54,13 +55,39 @@ def local_group() -> None:
     show_default=True,
     help="Seconds to wait for the swarm to finish.",
 )
-def up_command(orders: int, seed: int | None, invalid_share: float, timeout: float) -> None:
+@click.option(
+    "--autoscaling",
+    is_flag=True,
+    help="No fixed nodes: Karpenter scales the dev pools from zero and back (docs/local.md).",
+)
+@click.option(
+    "--economics",
+    "economics_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Economics profile: step run time per input size, spot preemption rate "
+    "(default with --autoscaling: dispatcher/local/economics.yaml).",
+)
+@click.option("--no-economics", is_flag=True, help="With --autoscaling: pods end in 0.5 s.")
+def up_command(
+    orders: int,
+    seed: int | None,
+    invalid_share: float,
+    timeout: float,
+    *,
+    autoscaling: bool,
+    economics_file: Path | None,
+    no_economics: bool,
+) -> None:
     """Start (or reuse) the local stack, publish a swarm and follow it until it is done.
 
     The first run builds the servers when they are missing (about 16 min for the control plane,
     2 min for the emulator). Running it again reuses what runs and re-applies the overlay.
     """
-    from dispatcher.local import progress, stack, swarm
+    from dispatcher.local import economics, progress, stack, swarm
+
+    if economics_file is None and autoscaling and not no_economics:
+        economics_file = economics.DEFAULT_FILE
 
     started = time.monotonic()
 
@@ -68,7 +95,7 @@ def up_command(orders: int, seed: int | None, invalid_share: float, timeout: flo
         click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
 
     try:
-        info = stack.up(say)
+        info = stack.up(say, autoscaling=autoscaling, economics=economics_file)
     except (RuntimeError, TimeoutError, AssertionError) as exc:
         raise click.ClickException(f"local up failed: {exc}") from exc
     say(f"stack up in {time.monotonic() - started:.1f}s; `dispatcher local status` shows it")

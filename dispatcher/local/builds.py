@@ -12,12 +12,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from dispatcher.local import paths, pubsub
+from dispatcher.local import autoscaler, paths, pubsub
 
 REPO = Path(__file__).resolve().parents[2]
 
 #: What a cold build costs on a 2-core machine (docs/local.md), shown before it starts.
-COLD_BUILD = {"cluster": "about 16 min", "pubsub": "about 2 min"}
+COLD_BUILD = {"cluster": "about 16 min", "pubsub": "about 2 min", "autoscaler": "about 8 min"}
 
 
 def build_scripts() -> dict[str, Path]:
@@ -25,6 +25,7 @@ def build_scripts() -> dict[str, Path]:
     return {
         "cluster": REPO / "servers" / "cluster" / "build.sh",
         "pubsub": REPO / "servers" / "pubsub" / "build.sh",
+        "autoscaler": autoscaler.BUILD_SCRIPT,
     }
 
 
@@ -32,16 +33,17 @@ def _built(kind: str) -> bool:
     if kind == "pubsub":
         return pubsub.binary("fast") is not None
     try:
-        paths.bin_dir()
+        autoscaler.bin_dir() if kind == "autoscaler" else paths.bin_dir()
     except paths.NotBuiltError:
         return False
     return True
 
 
-def ensure_built(say: Callable[[str], None]) -> None:
-    """Run each server set's build script when its binaries are missing, echoing its progress."""
+def ensure_built(say: Callable[[str], None], *, autoscaling: bool = False) -> None:
+    """Run each server set's build script when its binaries are missing, echoing its progress
+    (the autoscaler's only when it is asked for)."""
     for kind, script in build_scripts().items():
-        if _built(kind):
+        if _built(kind) or (kind == "autoscaler" and not autoscaling):
             continue
         say(f"building the {kind} servers from the Go module proxy ({COLD_BUILD[kind]} cold)")
         with subprocess.Popen(

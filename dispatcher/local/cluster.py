@@ -12,16 +12,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from dispatcher.local import procs
+from dispatcher.local import autoscaler, procs
 from dispatcher.local.certs import tls_context
 from dispatcher.local.cluster_objects import ARGO_NAMESPACE, NAMESPACE, apply_base_rbac
 from dispatcher.local.cluster_start import KUBECONFIG, launch
@@ -36,10 +38,12 @@ __all__ = [
     "ComponentStatus",
     "apply_base_rbac",
     "attach",
+    "components",
     "detach",
     "down",
     "is_healthy",
     "load_info",
+    "state_override",
     "status",
     "up",
 ]
@@ -59,6 +63,8 @@ class ClusterInfo:
     bin_dir: str
     started_at: float
     started_by: str = "cli"
+    #: Nodes come and go with Karpenter (autoscaler.py) instead of fixed pool nodes.
+    autoscaling: bool = False
 
     def api_client(self) -> k8s.ApiClient:
         """A fresh kubernetes ApiClient for this cluster (admin credentials)."""
@@ -78,7 +84,7 @@ def is_healthy(info: ClusterInfo) -> bool:
     """All recorded processes alive and the apiserver answering /readyz."""
     state = Path(info.state)
     running = {p.name for p in procs.recorded(state)}
-    if not set(COMPONENTS) <= running:
+    if not set(components(info)) <= running:
         return False
     return procs.http_ok(f"{info.server}/readyz", tls_context(state / "pki"))
 
@@ -91,6 +97,26 @@ COMPONENTS = (
     "kwok",
     "workflow-controller",
 )
+AUTOSCALER = autoscaler.NAME
+
+
+def components(info: ClusterInfo | None) -> tuple[str, ...]:
+    """The processes a healthy cluster runs: COMPONENTS, and Karpenter when it autoscales."""
+    return COMPONENTS + ((AUTOSCALER,) if info is not None and info.autoscaling else ())
+
+
+@contextlib.contextmanager
+def state_override(state: Path) -> Iterator[None]:
+    """Run the cluster code against another state dir (BURST_CLUSTER_STATE_DIR) for a while."""
+    previous = os.environ.get("BURST_CLUSTER_STATE_DIR")
+    os.environ["BURST_CLUSTER_STATE_DIR"] = str(state)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("BURST_CLUSTER_STATE_DIR", None)
+        else:
+            os.environ["BURST_CLUSTER_STATE_DIR"] = previous
 
 
 @contextlib.contextmanager
@@ -107,10 +133,19 @@ def _locked() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def up(quiet: bool = False, started_by: str = "cli") -> ClusterInfo:
-    """Start a cluster in the state dir, or return the healthy one already running there."""
+def up(
+    quiet: bool = False,
+    started_by: str = "cli",
+    *,
+    autoscaling: list[dict[str, Any]] | None = None,
+) -> ClusterInfo:
+    """Start a cluster in the state dir, or return the healthy one already running there.
+
+    `autoscaling`: GKE ContainerNodePool objects; the cluster then has no fixed nodes and
+    Karpenter makes nodes for those pools on demand. A running cluster of the other kind is
+    an error (its users would lose it), not a restart."""
     with _locked():
-        return _up_locked(quiet, started_by)
+        return _up_locked(quiet, started_by, autoscaling)
 
 
 def down() -> list[str]:
@@ -119,10 +154,10 @@ def down() -> list[str]:
         return _down_locked()
 
 
-def attach(user: int) -> ClusterInfo:
+def attach(user: int, *, autoscaling: list[dict[str, Any]] | None = None) -> ClusterInfo:
     """For test sessions: reuse or start (started_by=pytest) a cluster and register as a user."""
     with _locked():
-        info = _up_locked(quiet=True, started_by="pytest")
+        info = _up_locked(True, "pytest", autoscaling)
         users = Path(info.state) / "users"
         users.mkdir(exist_ok=True)
         (users / str(user)).touch()
@@ -141,10 +176,17 @@ def detach(info: ClusterInfo, user: int) -> bool:
         return True
 
 
-def _up_locked(quiet: bool, started_by: str) -> ClusterInfo:
+def _up_locked(
+    quiet: bool, started_by: str, autoscaling: list[dict[str, Any]] | None
+) -> ClusterInfo:
     state = state_dir()
     existing = load_info(state)
     if existing is not None and is_healthy(existing):
+        if existing.autoscaling != (autoscaling is not None):
+            kind = "an autoscaling" if existing.autoscaling else "a fixed-node"
+            raise RuntimeError(
+                f"{kind} cluster runs in {state}; stop it first (python -m tests.cluster down)"
+            )
         return existing
     _down_locked(keep_logs=True)  # leftovers of a dead or half-started cluster
     bins = bin_dir()
@@ -155,7 +197,7 @@ def _up_locked(quiet: bool, started_by: str) -> ClusterInfo:
         if not quiet:
             print(f"[{time.monotonic() - t0:5.1f}s] {msg}", flush=True)
 
-    server = launch(bins, state, say)
+    server = launch(bins, state, say, pools=autoscaling)
     info = ClusterInfo(
         state=str(state),
         kubeconfig=str(state / KUBECONFIG),
@@ -165,6 +207,7 @@ def _up_locked(quiet: bool, started_by: str) -> ClusterInfo:
         bin_dir=str(bins),
         started_at=time.time(),
         started_by=started_by,
+        autoscaling=autoscaling is not None,
     )
     (state / STATE_FILE).write_text(json.dumps(asdict(info), indent=2))
     say("cluster up")
@@ -177,7 +220,7 @@ def _down_locked(keep_logs: bool = False) -> list[str]:
     # Clients first, then the apiserver, etcd last, so nothing logs a storm of connection errors.
     # Argo's controller does not exit on SIGTERM in any useful time: it gets SIGKILL after 2s.
     tiers: tuple[tuple[set[str], float], ...] = (
-        ({"workflow-controller"}, 2.0),
+        ({"workflow-controller", AUTOSCALER}, 2.0),
         ({"kwok", "kube-scheduler", "kube-controller-manager"}, 10.0),
         ({"kube-apiserver"}, 15.0),
         ({"etcd"}, 15.0),

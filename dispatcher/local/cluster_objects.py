@@ -74,8 +74,9 @@ def install_argo_crds(api_client: k8s.ApiClient, bins: Path) -> None:
     procs.wait_for("Argo CRDs Established", established, READY_TIMEOUT)
 
 
-def create_base_objects(api_client: k8s.ApiClient) -> None:
-    """The namespaces, Argo's ConfigMap and the kwok nodes of every pool."""
+def create_base_objects(api_client: k8s.ApiClient, *, fixed_nodes: bool = True) -> None:
+    """The namespaces, Argo's ConfigMap and (unless an autoscaler makes them) the kwok nodes of
+    every pool."""
     core = k8s.CoreV1Api(api_client)
     for ns in (NAMESPACE, ARGO_NAMESPACE):
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -88,7 +89,7 @@ def create_base_objects(api_client: k8s.ApiClient) -> None:
             "data": ARGO_CONFIG,
         },
     )
-    for node in nodes.all_nodes():
+    for node in nodes.all_nodes() if fixed_nodes else []:
         core.create_node(node)
 
 

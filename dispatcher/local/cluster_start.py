@@ -15,12 +15,13 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from dispatcher.local import argo_rbac, nodes, procs
+from dispatcher.local import argo_rbac, autoscaler, nodes, procs
 from dispatcher.local.certs import Pki, make_pki, tls_context
 from dispatcher.local.cluster_objects import (
     ARGO_CONFIGMAP,
@@ -37,6 +38,12 @@ from dispatcher.local.cluster_objects import (
 from dispatcher.local.paths import CLUSTER_DIR, share_dir
 
 KUBECONFIG = "kubeconfig"
+
+# Karpenter's new nodes carry `karpenter.sh/unregistered:NoExecute` until it registers them. A
+# pod the scheduler binds the moment the taint goes could meet the taint-eviction controller's
+# older copy of the node, which then deletes it (seen here on a loaded machine, first try). No
+# NoExecute taint needs enforcing on kwok nodes, so an autoscaling cluster runs without it.
+_AUTOSCALING_CONTROLLERS = ",-taint-eviction-controller"
 
 # Argo rate-limits each Workflow's reconciliation to one per DEFAULT_REQUEUE_TIME (10s in
 # production): every step would cost ~10s here. Argo's own e2e tests run with 1s, so do we.
@@ -113,9 +120,19 @@ class _Starter:
         return proc
 
 
-def launch(bins: Path, state: Path, say: Callable[[str], None]) -> str:
+def launch(
+    bins: Path,
+    state: Path,
+    say: Callable[[str], None],
+    *,
+    pools: list[dict[str, Any]] | None = None,
+) -> str:
     """Start every component into `state` and wait until a Workflow succeeds; returns the
-    apiserver's URL. On any failure the components already started are stopped again."""
+    apiserver's URL. On any failure the components already started are stopped again.
+
+    With `pools` (GKE ContainerNodePool objects) there are no fixed nodes: Karpenter
+    (autoscaler.py) makes them for those pools on demand, and the smoke Workflow is left out
+    (it would leave a node behind for the consolidation delay)."""
     pki = make_pki(state / "pki")
     (state / "tokens.csv").write_text(f"{uuid.uuid4().hex},admin,admin,system:masters\n")
     (etcd_port, peer_port, api_port, kcm_port, sched_port, kwok_port) = procs.free_ports(6)
@@ -194,7 +211,7 @@ def launch(bins: Path, state: Path, say: Callable[[str], None]) -> str:
                 f"--cluster-signing-key-file={pki.ca_key}",
                 "--use-service-account-credentials=false",
                 "--controllers=*,-cloud-node-lifecycle-controller,-service-lb-controller,"
-                "-node-route-controller",
+                "-node-route-controller" + _AUTOSCALING_CONTROLLERS * (pools is not None),
             ],
         )
         sched = starter.start(
@@ -217,8 +234,15 @@ def launch(bins: Path, state: Path, say: Callable[[str], None]) -> str:
         api_client = k8s_config.new_client_from_config(config_file=str(kubeconfig))
         with api_client:
             install_argo_crds(api_client, bins)
-            create_base_objects(api_client)
+            create_base_objects(api_client, fixed_nodes=pools is None)
             say("Argo CRDs established; namespaces, configmap and nodes created")
+            if pools is not None:
+                scaler_bins = autoscaler.bin_dir()
+                count = autoscaler.install(api_client, bins=scaler_bins, pools=pools)
+                scaler, health = autoscaler.start(
+                    scaler_bins, state, kubeconfig=kubeconfig, pools=pools
+                )
+                starter.started.append(scaler)
             # Not admin: Argo's own install RBAC, so a permission the manifests need shows up.
             argo_kubeconfig = argo_rbac.controller_kubeconfig(
                 api_client,
@@ -260,7 +284,7 @@ def launch(bins: Path, state: Path, say: Callable[[str], None]) -> str:
             core = k8s.CoreV1Api(api_client)
             procs.wait_for(
                 "all kwok nodes Ready",
-                lambda: nodes_ready(core),
+                lambda: pools is not None or nodes_ready(core),
                 READY_TIMEOUT,
                 kwok,
             )
@@ -273,8 +297,12 @@ def launch(bins: Path, state: Path, say: Callable[[str], None]) -> str:
                 )
             applied = apply_base_rbac(api_client)
             say(f"nodes Ready; applied {applied} RBAC objects from k8s/base")
-            smoke_workflow(api_client, argo)
-            say("smoke Workflow Succeeded")
+            if pools is None:
+                smoke_workflow(api_client, argo)
+                say("smoke Workflow Succeeded")
+            else:
+                autoscaler.wait_ready(api_client, scaler, health, count)
+                say(f"Karpenter ready with {count} NodePools at zero nodes")
     except BaseException:
         procs.stop(starter.started)
         raise

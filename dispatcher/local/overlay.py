@@ -17,7 +17,6 @@ lacks, doing exactly that piece's job:
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -31,17 +30,10 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from dispatcher.local import nodes, tools
+from dispatcher.local import nodepools, nodes, tools
 
 REPO = Path(__file__).resolve().parents[2]
 FIELD_MANAGER = "burst-dispatcher-deploy"
-# GiB per vCPU of the GCE machine families the pools use.
-GIB_PER_CPU = {"standard": 4, "highmem": 8, "highcpu": 1}
-EFFECTS = {
-    "NO_SCHEDULE": "NoSchedule",
-    "PREFER_NO_SCHEDULE": "PreferNoSchedule",
-    "NO_EXECUTE": "NoExecute",
-}
 
 
 class CommandFailed(RuntimeError):
@@ -173,24 +165,15 @@ def pool_nodes(infra: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]
     for pool in infra:
         if pool["kind"] != "ContainerNodePool":
             continue
-        config = pool["spec"].get("nodeConfig") or {}
-        machine = str(config.get("machineType", "e2-medium"))
-        match = re.fullmatch(r"[a-z0-9]+-(standard|highmem|highcpu)-(\d+)", machine)
-        if match is None:
-            raise ValueError(f"machine type {machine} of pool {pool['metadata']['name']}")
-        cpus = int(match.group(2))
-        shape = nodes.MachineType(machine, cpus, cpus * GIB_PER_CPU[match.group(1)])
-        spot = bool(config.get("spot") or config.get("preemptible"))
+        shape = nodepools.pool_machine(pool)
+        spot = nodepools.pool_spot(pool)
         node = nodes.node_manifest(nodes.Pool(pool["metadata"]["name"], shape, spot=spot), 0)
         name = f"{prefix}-{pool['metadata']['name']}"
         node["metadata"]["name"] = name
         node["metadata"]["labels"]["kubernetes.io/hostname"] = name
         # kwok manages it (annotation); the cluster tool's own `type=kwok` set stays as it was.
         node["metadata"]["labels"]["type"] = "kwok-rehearsal"
-        node["spec"]["taints"] = [
-            {"key": t["key"], "value": t["value"], "effect": EFFECTS[t["effect"]]}
-            for t in config.get("taint", [])
-        ]
+        node["spec"]["taints"] = nodepools.pool_taints(pool)
         made.append(node)
     return made
 

@@ -17,17 +17,27 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from dispatcher.config import parse_settings
-from dispatcher.local import builds, cluster, daemons, identities, overlay, paths, pubsub, topics
+from dispatcher.local import (
+    builds,
+    cluster,
+    daemons,
+    identities,
+    nodepools,
+    overlay,
+    paths,
+    pubsub,
+    topics,
+)
+from dispatcher.local import economics as profile
 
 OVERLAY, INFRA = "k8s/overlays/dev", "k8s/infra/overlays/dev"
 # The dispatcher runs as a local process; nothing scales it or scrapes it here.
@@ -77,33 +87,28 @@ def load(state: Path | None = None) -> StackInfo | None:
         return None
 
 
-@contextlib.contextmanager
-def _cluster_state(state: Path) -> Iterator[None]:
+def _cluster_state(state: Path) -> contextlib.AbstractContextManager[None]:
     """The cluster code keeps its state where BURST_CLUSTER_STATE_DIR says: ours, here."""
-    previous = os.environ.get("BURST_CLUSTER_STATE_DIR")
-    os.environ["BURST_CLUSTER_STATE_DIR"] = str(state / "cluster")
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("BURST_CLUSTER_STATE_DIR", None)
-        else:
-            os.environ["BURST_CLUSTER_STATE_DIR"] = previous
+    return cluster.state_override(state / "cluster")
 
 
-def up(say: Say) -> StackInfo:
-    """Start what is missing, reuse what runs, (re)apply the overlay; idempotent."""
+def up(say: Say, *, autoscaling: bool = False, economics: Path | None = None) -> StackInfo:
+    """Start what is missing, reuse what runs, (re)apply the overlay; idempotent.
+
+    `autoscaling`: no fixed nodes; Karpenter scales the dev infra's pools from zero.
+    `economics`: an economics file (economics.py): step pods run for a time that follows their
+    input size and spot attempts are preempted at its rate."""
     state = paths.local_state_dir()
     state.mkdir(parents=True, exist_ok=True)
     before = load(state)
-    builds.ensure_built(say)
-    with _cluster_state(state):
-        say("control plane + Argo controller (reused when healthy)")
-        info = cluster.up(quiet=False)
-    host, fresh_emulator = _emulator(state, before, say)
-    kubectl = Path(info.bin_dir) / "kubectl"
+    builds.ensure_built(say, autoscaling=autoscaling)
+    kubectl = paths.bin_dir() / "kubectl"
     app = overlay.render(kubectl, OVERLAY)
     infra = overlay.render(kubectl, INFRA)
+    with _cluster_state(state):
+        say("control plane + Argo controller (reused when healthy)")
+        info = cluster.up(quiet=False, autoscaling=infra if autoscaling else None)
+    host, fresh_emulator = _emulator(state, before, say)
     config_map = next(
         d for d in app if d["kind"] == "ConfigMap" and d["metadata"]["name"] == CONFIG_MAP
     )
@@ -111,10 +116,18 @@ def up(say: Say) -> StackInfo:
     namespace = settings.namespace
     deployment = next(d for d in app if d["kind"] == "Deployment")
     with info.api_client() as admin:
-        nodes = overlay.pool_nodes(infra, NODE_PREFIX)
-        overlay.ensure_nodes(admin, nodes)
-        say(f"{len(nodes)} kwok nodes shaped like the dev pools")
+        if autoscaling:
+            say("no fixed nodes: Karpenter makes them for the dev pools on demand")
+        else:
+            nodes = overlay.pool_nodes(infra, NODE_PREFIX)
+            overlay.ensure_nodes(admin, nodes)
+            say(f"{len(nodes)} kwok nodes shaped like the dev pools")
         local = [d for d in app if d["kind"] not in SKIPPED_KINDS]
+        if autoscaling:
+            local = nodepools.honour_safe_to_evict(local)
+        if economics is not None:
+            local = profile.annotate(local, profile.load(economics), infra=infra)
+            say(f"economics profile {economics} on the step template")
         overlay.apply(kubectl, info.kubeconfig, local, force=True)
         say(f"applied {len(local)} objects of {OVERLAY} (server-side, as shipped)")
         orders_topic = topics.create(infra, project=settings.pubsub.project, host=host)

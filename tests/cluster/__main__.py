@@ -11,13 +11,14 @@ import argparse
 import shlex
 import sys
 
-from dispatcher.local import cluster
+from dispatcher.local import autoscaler, cluster
 from dispatcher.local.paths import NotBuiltError
 
 
 def _up(args: argparse.Namespace) -> int:
     try:
-        info = cluster.up(quiet=args.quiet)
+        pools = autoscaler.base_pools() if args.autoscaling else None
+        info = cluster.up(quiet=args.quiet, autoscaling=pools)
     except NotBuiltError as exc:
         print(f"tests.cluster: binaries not built: {exc}", file=sys.stderr)
         return 3
@@ -44,7 +45,7 @@ def _status(_: argparse.Namespace) -> int:
     for comp in live:
         total += comp.rss_kib
         print(f"  {comp.name:<24} pid {comp.pid:<8} rss {comp.rss_kib / 1024:7.1f} MiB")
-    missing = sorted(set(cluster.COMPONENTS) - {c.name for c in live})
+    missing = sorted(set(cluster.components(info)) - {c.name for c in live})
     if missing:
         print(f"  not running: {', '.join(missing)}")
     print(f"total rss {total / 1024:.1f} MiB; {'healthy' if healthy else 'NOT healthy'}")
@@ -65,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start (or reuse) the cluster; prints export KUBECONFIG=...")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    up.add_argument(
+        "--autoscaling",
+        action="store_true",
+        help="no fixed pool nodes: Karpenter scales the k8s/infra/base pools from zero",
+    )
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop everything and delete the state dir").set_defaults(func=_down)
     sub.add_parser("status", help="what runs, RSS, health").set_defaults(func=_status)
