@@ -55,10 +55,12 @@ from bench import swarm_plot, swarm_report
 from bench.swarm_cost import load_prices
 from bench.swarm_result import SHARED_POOLS, Phase, figures, series
 from bench.swarm_setup import Rig, rig
+from dispatcher.local.nodepools import consolidate_after
 from dispatcher.local.swarm import publish
 from dispatcher.operator.examples import example_orders
 
 RUNS = Path(__file__).with_name("runs")
+ECONOMICS = Path(__file__).with_name("swarm_economics.yaml")
 
 
 def _wait(rec_done: Any, *, deadline: float, what: str, console: Console) -> bool:
@@ -134,6 +136,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--zero-timeout", type=float, default=600)
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
     parser.add_argument(
+        "--autoscaling", action="store_true",
+        help="run on `dispatcher local up --autoscaling` (Karpenter, pools from zero)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--economics", type=Path, default=ECONOMICS,
+        help="with --autoscaling: the economics profile (run time per input size, spot rate)",
+    )  # fmt: skip
+    parser.add_argument(
         "--extra-nodes", type=int, default=0,
         help="fixed stack only: kwok nodes added per dev pool for the run",
     )  # fmt: skip
@@ -184,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             "name": name, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "seed": seed, "cpus": os.cpu_count(), "autoscaled": setup.autoscaled(),
             "extra_nodes_per_pool": args.extra_nodes, "naive_orders": args.naive_orders,
+            "economics": str(args.economics) if args.autoscaling else None,
+            "consolidate_after": consolidate_after() if args.autoscaling else None,
             "prices": {k: prices[k] for k in ("date", "region", "source")},
             "limits": setup.limits, "environment": setup.environment,
             "naive_environment": setup.naive_environment,

@@ -64,11 +64,11 @@ def run_picture(result: dict[str, Any], path: Path) -> None:
         for row, field in enumerate(rows):
             axis = axes[row][col]
             lines = _by_key(samples, field)
+            env = result["run"]["environment" if consumer == "dispatcher" else "naive_environment"]
             if field == "backlog":
-                env = result["run"][
-                    "environment" if consumer == "dispatcher" else "naive_environment"
-                ]
                 lines = {k: v for k, v in lines.items() if k == env}
+            if field == "live":  # the other consumer's Workflows, if any, are not this one's
+                lines = {k: v for k, v in lines.items() if k.startswith(f"{env}/")}
             if field == "held" and consumer != "dispatcher":
                 lines = {}
             _draw(axis, lines, f"{consumer}: {titles[field]}")

@@ -135,7 +135,11 @@ def _has_karpenter(api: k8s.ApiClient) -> bool:
 
 @contextlib.contextmanager
 def rig(args: argparse.Namespace, *, console: Console) -> Iterator[Rig]:
-    stack = local_stack.up(lambda line: console.print(line, highlight=False))
+    stack = local_stack.up(
+        lambda line: console.print(line, highlight=False),
+        autoscaling=args.autoscaling,
+        economics=args.economics if args.autoscaling else None,
+    )
     api = api_client(stack)
     limits = apply_limits(api, stack)
     console.print(f"bench limits in force: {limits}")

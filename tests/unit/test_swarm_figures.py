@@ -7,7 +7,7 @@ import pytest
 from bench.swarm_cost import NodeLife, cost, hourly, load_prices, node_seconds, node_shape, quantity
 from bench.swarm_report import targets
 from bench.swarm_result import Phase, check, figures
-from bench.swarm_watch import WorkflowSeen, retries
+from bench.swarm_watch import Recorder, WorkflowSeen, retries
 
 PRICES = load_prices()
 
@@ -71,6 +71,31 @@ def test_retries_count_attempts_and_orders() -> None:
     assert retries({}) == (0, 0)
 
 
+def test_recorder_times_the_first_end_and_counts_its_retries() -> None:
+    recorder = Recorder(None, namespace="ns", metrics_url="", etcd_url="")  # type: ignore[arg-type]
+    meta = {
+        "name": "wf-1",
+        "labels": {
+            "burst-dispatcher.io/environment": "dev",
+            "burst-dispatcher.io/size-class": "small",
+        },
+        "annotations": {"burst-dispatcher.io/order-ids": '["o1", "o2"]'},
+    }
+    retried = {"r": {"type": "Retry", "children": ["a", "b"], "boundaryID": "o1-dag"}}
+    recorder._workflow("ADDED", {"metadata": meta, "status": {"phase": "Running"}})
+    assert recorder.workflows["wf-1"].finished is None
+    recorder._workflow(
+        "MODIFIED", {"metadata": meta, "status": {"phase": "Succeeded", "nodes": retried}}
+    )
+    seen = recorder.workflows["wf-1"]
+    first = seen.finished
+    recorder._workflow("MODIFIED", {"metadata": meta, "status": {"phase": "Succeeded"}})
+    assert (seen.orders, seen.phase, seen.finished) == (frozenset({"o1", "o2"}), "Succeeded", first)
+    assert (seen.retried_attempts, seen.retried_orders) == (1, 1)
+    recorder._workflow("DELETED", {"metadata": meta, "status": {"phase": "Succeeded"}})
+    assert seen.deleted
+
+
 def test_check_finds_lost_and_duplicated_orders() -> None:
     seen = [
         WorkflowSeen("dev", "small", frozenset({"o1", "o2"}), 0.0, "Succeeded", 1.0),
@@ -115,7 +140,8 @@ def test_targets_judge_the_ratios() -> None:
     result = {
         "cost_per_order_usd": 0.2, "orders_per_min": 300.0, "back_to_zero_s": None,
         "check": {"lost": 0, "duplicated": 0},
-        "naive": {"cost_per_order_usd": 1.0, "orders_per_min": 10.0},
+        "naive": {"cost_per_order_usd": 1.0, "orders_per_min": 10.0, "back_to_zero_s": 140.0},
+        "run": {"consolidate_after": None},
     }  # fmt: skip
     met = {name: ok for name, _, _, ok in targets(result)}
     assert met == {
@@ -124,3 +150,6 @@ def test_targets_judge_the_ratios() -> None:
         "pools back to zero": None,
         "no loss / duplicate": True,
     }
+    autoscaled = {**result, "back_to_zero_s": 60.0, "run": {"consolidate_after": "15s"}}
+    met = {name: ok for name, _, _, ok in targets(autoscaled)}
+    assert met["pools back to zero"] is False  # the naive phase took 140 s > 15 + 120
