@@ -27,6 +27,7 @@ consumer's under ``naive``, with the same keys (stable; issue 13 calibrates agai
 - ``preemptions``: step attempts run again (Retry nodes with more than one child);
   ``preempted_orders_retried``: orders with such a step
 - ``back_to_zero_s``: last Workflow -> no node in any non-system pool; null when nodes are fixed
+  or when the pools were not empty within ``--zero-timeout`` (then node-seconds run to its end)
 - ``cost_usd``: {pool: $} at bench/prices.yaml; ``cost_per_order_usd``: all pools but ``system``
   over Succeeded orders
 - ``check``: lost, duplicated, failed_workflows, succeeded_once (by the order-ids annotation)
@@ -106,17 +107,19 @@ def run_phase(
         setup.naive.stop()
     ended = time.monotonic()
     zero_at = None
+    waited = ended
     if setup.autoscaled():
         limit = ended + args.zero_timeout
         _wait(lambda: (setup.pools_empty(SHARED_POOLS), "nodes left"), deadline=limit,
               what="back to zero", console=console)  # fmt: skip
         zero_at = setup.zero_since(SHARED_POOLS)
+        waited = time.monotonic()
     if not finished:
         console.print(f"[red]{consumer}: not finished within --timeout {args.timeout}s[/red]")
     return Phase(
         consumer=consumer, environment=environment, published=swarm.published,
         valid=swarm.valid, started=swarm.started, published_s=published_s, ended=ended,
-        zero_at=zero_at, window_end=zero_at or ended,
+        zero_at=zero_at, window_end=zero_at or waited,
         dead_lettered=max(0, setup.dead_lettered() - dead_before),
     )  # fmt: skip
 

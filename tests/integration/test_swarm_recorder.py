@@ -18,7 +18,7 @@ import pytest
 from bench.swarm_cost import node_seconds
 from bench.swarm_watch import Recorder, etcd_metrics_url
 from dispatcher.core.render import LABEL_ENVIRONMENT
-from dispatcher.local import cluster, nodes
+from dispatcher.local import cluster, nodes, overlay
 from tests.integration.cluster_support import create_workflow, delete_workflows
 from tests.integration.cluster_support import ensure_test_template as ensure_template
 
@@ -26,11 +26,7 @@ pytestmark = [pytest.mark.cluster]
 
 
 def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
+    overlay.poll(what, condition, timeout)
 
 
 def test_recorder_sees_a_node_come_and_go_and_a_workflow(k8s_cluster: Any) -> None:
