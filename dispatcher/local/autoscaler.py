@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ BINARY = "karpenter-kwok"
 NAME = "karpenter"
 KARPENTER = ("karpenter.sh", "v1", "nodepools")
 NODE_CLASSES = ("karpenter.kwok.sh", "v1alpha1", "kwoknodeclasses")
+# Karpenter's new nodes carry `karpenter.sh/unregistered:NoExecute` until it registers them. A
+# pod the scheduler binds the moment the taint goes could meet the taint-eviction controller's
+# older copy of the node, which then deletes it (seen here on a loaded machine, first try). No
+# NoExecute taint needs enforcing on kwok nodes: kube-controller-manager runs without it.
+CONTROLLERS_OFF = ",-taint-eviction-controller"
 #: The pools `python -m tests.cluster up --autoscaling` mirrors (the local stack uses its
 #: environment's rendered infra overlay instead).
 BASE_POOLS = REPO_ROOT / "k8s" / "infra" / "base" / "nodepools.yaml"
@@ -87,10 +93,21 @@ def install(api_client: k8s.ApiClient, *, bins: Path, pools: list[dict[str, Any]
     return len(made)
 
 
-def start(
-    bins: Path, state: Path, *, kubeconfig: Path, pools: list[dict[str, Any]]
-) -> tuple[procs.Proc, int]:
-    """Start Karpenter against the cluster; (its process, its health port)."""
+@dataclass(frozen=True)
+class Running:
+    """A started Karpenter: its process, health port and how many NodePools it serves."""
+
+    proc: procs.Proc
+    health: int
+    pools: int
+
+
+def launch(
+    api_client: k8s.ApiClient, state: Path, *, kubeconfig: Path, pools: list[dict[str, Any]]
+) -> Running:
+    """Install Karpenter's objects (install()) and start it against the cluster."""
+    bins = bin_dir()
+    count = install(api_client, bins=bins, pools=pools)
     types = state / "instance-types.json"
     types.write_text(nodepools.instance_types_json(pools))
     health, metrics = procs.free_ports(2)
@@ -106,16 +123,16 @@ def start(
             "LOG_LEVEL": "info",
         },
     )
-    return proc, health
+    return Running(proc, health, count)
 
 
-def wait_ready(api_client: k8s.ApiClient, proc: procs.Proc, health: int, count: int) -> None:
+def wait_ready(api_client: k8s.ApiClient, running: Running) -> None:
     """Karpenter's /readyz answers and every NodePool reports Ready."""
     procs.wait_for(
         "karpenter /readyz",
-        lambda: procs.http_ok(f"http://127.0.0.1:{health}/readyz"),
+        lambda: procs.http_ok(f"http://127.0.0.1:{running.health}/readyz"),
         READY_TIMEOUT,
-        proc,
+        running.proc,
     )
     custom = k8s.CustomObjectsApi(api_client)
 
@@ -129,6 +146,6 @@ def wait_ready(api_client: k8s.ApiClient, proc: procs.Proc, health: int, count: 
                 for c in (p.get("status") or {}).get("conditions", [])
             )
         ]
-        return len(listed) == count and len(ready) == count
+        return len(listed) == running.pools and len(ready) == running.pools
 
-    procs.wait_for("NodePools Ready", pools_ready, READY_TIMEOUT, proc)
+    procs.wait_for("NodePools Ready", pools_ready, READY_TIMEOUT, running.proc)

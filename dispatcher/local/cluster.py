@@ -185,7 +185,7 @@ def _up_locked(
         if existing.autoscaling != (autoscaling is not None):
             kind = "an autoscaling" if existing.autoscaling else "a fixed-node"
             raise RuntimeError(
-                f"{kind} cluster runs in {state}; stop it first (python -m tests.cluster down)"
+                f"{kind} cluster runs in {state}; take it down first (`down`), then `up` again"
             )
         return existing
     _down_locked(keep_logs=True)  # leftovers of a dead or half-started cluster

@@ -39,12 +39,6 @@ from dispatcher.local.paths import CLUSTER_DIR, share_dir
 
 KUBECONFIG = "kubeconfig"
 
-# Karpenter's new nodes carry `karpenter.sh/unregistered:NoExecute` until it registers them. A
-# pod the scheduler binds the moment the taint goes could meet the taint-eviction controller's
-# older copy of the node, which then deletes it (seen here on a loaded machine, first try). No
-# NoExecute taint needs enforcing on kwok nodes, so an autoscaling cluster runs without it.
-_AUTOSCALING_CONTROLLERS = ",-taint-eviction-controller"
-
 # Argo rate-limits each Workflow's reconciliation to one per DEFAULT_REQUEUE_TIME (10s in
 # production): every step would cost ~10s here. Argo's own e2e tests run with 1s, so do we.
 ARGO_REQUEUE_TIME = "1s"
@@ -211,7 +205,7 @@ def launch(
                 f"--cluster-signing-key-file={pki.ca_key}",
                 "--use-service-account-credentials=false",
                 "--controllers=*,-cloud-node-lifecycle-controller,-service-lb-controller,"
-                "-node-route-controller" + _AUTOSCALING_CONTROLLERS * (pools is not None),
+                "-node-route-controller" + autoscaler.CONTROLLERS_OFF * (pools is not None),
             ],
         )
         sched = starter.start(
@@ -237,12 +231,8 @@ def launch(
             create_base_objects(api_client, fixed_nodes=pools is None)
             say("Argo CRDs established; namespaces, configmap and nodes created")
             if pools is not None:
-                scaler_bins = autoscaler.bin_dir()
-                count = autoscaler.install(api_client, bins=scaler_bins, pools=pools)
-                scaler, health = autoscaler.start(
-                    scaler_bins, state, kubeconfig=kubeconfig, pools=pools
-                )
-                starter.started.append(scaler)
+                scaler = autoscaler.launch(api_client, state, kubeconfig=kubeconfig, pools=pools)
+                starter.started.append(scaler.proc)
             # Not admin: Argo's own install RBAC, so a permission the manifests need shows up.
             argo_kubeconfig = argo_rbac.controller_kubeconfig(
                 api_client,
@@ -301,8 +291,8 @@ def launch(
                 smoke_workflow(api_client, argo)
                 say("smoke Workflow Succeeded")
             else:
-                autoscaler.wait_ready(api_client, scaler, health, count)
-                say(f"Karpenter ready with {count} NodePools at zero nodes")
+                autoscaler.wait_ready(api_client, scaler)
+                say(f"Karpenter ready with {scaler.pools} NodePools at zero nodes")
     except BaseException:
         procs.stop(starter.started)
         raise

@@ -56,6 +56,8 @@ def test_consolidation_acts_like_optimize_utilization(monkeypatch: pytest.Monkey
     pool = nodepools.node_pools(_pools())[0]
     assert pool["spec"]["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
     assert pool["spec"]["disruption"]["consolidateAfter"] == nodepools.CONSOLIDATE_AFTER
+    empty = [b for b in pool["spec"]["disruption"]["budgets"] if b.get("reasons") == ["Empty"]]
+    assert empty == [{"nodes": "100%", "reasons": ["Empty"]}]  # empty nodes all at once
     monkeypatch.setenv("BURST_CLUSTER_CONSOLIDATE_AFTER", "40s")
     assert nodepools.node_pools(_pools())[0]["spec"]["disruption"]["consolidateAfter"] == "40s"
 
