@@ -86,6 +86,7 @@ def run_phase(
     dead_before = setup.dead_lettered()
     if consumer == "naive":
         setup.naive.start()
+    setup.recorder.sample()  # the counters' values just before: the panels' first increase
     t0 = time.monotonic()
     swarm = publish(topic_stack, count=count, seed=seed, invalid_share=args.invalid_share)
     setup.published[environment] = (len(swarm.valid), swarm.started)
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         result["series"] = {p.consumer: series(p, samples) for p in phases}
         result["scrapes"] = [
             {**s, "t": round(s["t"] - main_phase.started, 2)} for s in scrapes
-            if main_phase.started - 1 <= s["t"] <= main_phase.window_end
+            if main_phase.started - 1.5 <= s["t"] <= main_phase.window_end
         ]  # fmt: skip
         result["run"] = {
             "name": name, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

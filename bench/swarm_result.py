@@ -110,5 +110,5 @@ def series(phase: Phase, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {**s, "t": round(s["t"] - phase.started, 2)}
         for s in samples
-        if phase.started - 1 <= s["t"] <= phase.window_end
+        if phase.started - 1.5 <= s["t"] <= phase.window_end
     ]
