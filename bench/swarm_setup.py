@@ -155,7 +155,7 @@ def rig(args: argparse.Namespace, *, console: Console) -> Iterator[Rig]:
         extra = _extra_nodes(api, args.extra_nodes)
         console.print(f"{len(extra)} extra kwok nodes for the run")
     recorder = Recorder(
-        api, namespace=stack.namespace,
+        api,
         metrics_url=f"http://127.0.0.1:{stack.ops_port}/metrics",
         etcd_url=etcd_metrics_url(Path(stack.state) / "cluster"),
     )  # fmt: skip

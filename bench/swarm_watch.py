@@ -87,10 +87,11 @@ def _stream(list_call: Callable[..., Any], stop: threading.Event, on: Callable[.
 
 
 class Recorder:
-    """Watches one namespace's Workflows and the cluster's Nodes; samples the series."""
+    """Watches the cluster's Workflows (both consumers' namespaces; told apart by their
+    environment label) and Nodes; samples the series."""
 
-    def __init__(self, api: k8s.ApiClient, *, namespace: str, metrics_url: str, etcd_url: str):
-        self._api, self._namespace = api, namespace
+    def __init__(self, api: k8s.ApiClient, *, metrics_url: str, etcd_url: str) -> None:
+        self._api = api
         self._metrics_url, self._etcd_url = metrics_url, etcd_url
         self._lock = threading.Lock()
         self._stop = threading.Event()

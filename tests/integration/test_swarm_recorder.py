@@ -40,7 +40,7 @@ def test_recorder_sees_a_node_come_and_go_and_a_workflow(k8s_cluster: Any) -> No
     with k8s_cluster.api_client() as api:
         ensure_template(api, k8s_cluster.namespace)
         recorder = Recorder(
-            api, namespace=k8s_cluster.namespace, metrics_url="http://127.0.0.1:1/metrics",
+            api, metrics_url="http://127.0.0.1:1/metrics",
             etcd_url=etcd_metrics_url(Path(info.state)),
         )  # fmt: skip
         start = time.monotonic()

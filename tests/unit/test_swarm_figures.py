@@ -72,7 +72,7 @@ def test_retries_count_attempts_and_orders() -> None:
 
 
 def test_recorder_times_the_first_end_and_counts_its_retries() -> None:
-    recorder = Recorder(None, namespace="ns", metrics_url="", etcd_url="")
+    recorder = Recorder(None, metrics_url="", etcd_url="")
     meta = {
         "name": "wf-1",
         "labels": {
