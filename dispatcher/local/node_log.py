@@ -103,6 +103,20 @@ class NodeLog:
                 counts[span.pool] = counts.get(span.pool, 0) + 1
         return counts
 
+    def peak(self) -> dict[str, int]:
+        """The most nodes each pool had at one moment (from the nodes' lifetimes)."""
+        events: list[tuple[float, int, str]] = []
+        for span in self.spans():
+            events.append((span.created, 1, span.pool))
+            if span.gone is not None:
+                events.append((span.gone, -1, span.pool))
+        now: dict[str, int] = {}
+        most: dict[str, int] = {}
+        for _, step, pool in sorted(events, key=lambda e: (e[0], e[1])):  # gone before created
+            now[pool] = now.get(pool, 0) + step
+            most[pool] = max(most.get(pool, 0), now[pool])
+        return most
+
     def node_seconds(self, now: float | None = None) -> dict[str, float]:
         """Node-seconds per pool up to `now` (default: this moment)."""
         at = time.time() if now is None else now

@@ -108,6 +108,7 @@ def test_local_up_runs_a_swarm_and_down_leaves_nothing(tmp_path: Path) -> None:
                 used = _assert_placement(api, nodes, since=swarm_start)
                 zero = wait_for_zero(nodes, timeout=BACK_TO_ZERO_TIMEOUT)
                 node_seconds = nodes.node_seconds()
+                _assert_within_pool_limits(api, nodes.peak())
         assert "Swarm summary" in up.stdout, up.stdout
         orders, workflows, succeeded, failed = _row(up.stdout, "all")
         assert (orders, failed) == (valid, 0), up.stdout
@@ -184,6 +185,15 @@ def test_local_up_runs_a_swarm_and_down_leaves_nothing(tmp_path: Path) -> None:
         f"pools back to zero {zero:.1f}s after it, warm up {warm:.1f}s; nodes per pool "
         f"{used}, node-seconds {rounded}"
     )
+
+
+def _assert_within_pool_limits(api: k8s.ApiClient, peak: dict[str, int]) -> None:
+    """No pool ever had more nodes than its NodePool's limit (the shipped totalMaxNodeCount)."""
+    custom = k8s.CustomObjectsApi(api)
+    pools = custom.list_cluster_custom_object("karpenter.sh", "v1", "nodepools")["items"]
+    limits = {p["metadata"]["name"]: int(p["spec"]["limits"]["nodes"]) for p in pools}
+    over = {pool: (n, limits[pool]) for pool, n in peak.items() if n > limits.get(pool, n)}
+    assert not over, f"pools over their node limit (peak, limit): {over}"
 
 
 def _assert_pools_at_zero(api: k8s.ApiClient) -> None:

@@ -47,9 +47,16 @@ def test_spot_pools_are_spot_capacity_with_gke_spot_label_and_taints() -> None:
             for t in shipped[name]["spec"]["nodeConfig"].get("taint", [])
         }
         assert {(t["key"], t["value"], t["effect"]) for t in spec["taints"]} == want
-        assert pool["spec"]["limits"] == {
-            "nodes": str(shipped[name]["spec"]["autoscaling"]["totalMaxNodeCount"])
-        }
+        maximum = shipped[name]["spec"]["autoscaling"]["totalMaxNodeCount"]
+        assert pool["spec"]["limits"]["nodes"] == str(maximum)
+        # The cpu limit admits exactly `maximum` nodes of the pool's one instance type.
+        shape = next(
+            t
+            for t in nodepools.instance_types(_pools())
+            if t["name"] == spec["requirements"][0]["values"][0]
+        )
+        per_node = int(shape["resources"]["cpu"].removesuffix("m"))
+        assert pool["spec"]["limits"]["cpu"] == f"{per_node * maximum}m"
 
 
 def test_consolidation_acts_like_optimize_utilization(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,6 +102,6 @@ def test_a_changed_shipped_pool_changes_the_node_pool() -> None:
         "operator": "In",
         "values": ["n2-highmem-16"],
     }
-    assert made["spec"]["limits"] == {"nodes": "3"}
+    assert made["spec"]["limits"]["nodes"] == "3"
     with pytest.raises(ValueError, match="unknown machine type"):
         nodepools.machine_type("t2a-custom-4")
