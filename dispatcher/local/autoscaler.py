@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
-from dispatcher.local import nodepools, procs
+from dispatcher.local import nodepools, overlay, procs
 from dispatcher.local.cluster_objects import READY_TIMEOUT
 from dispatcher.local.paths import REPO_ROOT, SERVERS_DIR, NotBuiltError
 
@@ -68,14 +68,7 @@ def install(api_client: k8s.ApiClient, *, bins: Path, pools: list[dict[str, Any]
                 ext.create_custom_resource_definition(doc)
                 names.append(doc["metadata"]["name"])
 
-    def established() -> bool:
-        for name in names:
-            conditions = ext.read_custom_resource_definition(name).status.conditions or []
-            if not any(c.type == "Established" and c.status == "True" for c in conditions):
-                return False
-        return True
-
-    procs.wait_for("Karpenter CRDs Established", established, READY_TIMEOUT)
+    overlay.wait_established(api_client, names)
     custom = k8s.CustomObjectsApi(api_client)
     group, version, plural = NODE_CLASSES
     custom.create_cluster_custom_object(group, version, plural, nodepools.node_class())
