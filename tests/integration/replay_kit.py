@@ -10,6 +10,7 @@ id and per message id, so a test can tell "lost" (an order never arrived) from "
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -111,4 +112,12 @@ def start_replay(
             stdout=subprocess.PIPE,
             stderr=stderr,
             env={**os.environ, **(env or {})},
+            # A CI job started in the background inherits SIGINT ignored (POSIX, no job
+            # control), and Python then never raises KeyboardInterrupt: give the child the
+            # default, as a terminal's Ctrl-C would find it.
+            preexec_fn=_default_sigint,
         )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
