@@ -32,6 +32,7 @@ from dispatcher.commands.limit_patch import (
     namespace_option,
 )
 from dispatcher.commands.output import console, output_option, print_document
+from dispatcher.config import Settings
 from dispatcher.errors import DispatchError
 from dispatcher.operator.census import take_census
 from dispatcher.operator.status import Status, backlog_subscriptions, summarize
@@ -99,7 +100,7 @@ def status_command(
         return
 
 
-def pubsub_backlog(settings: Any) -> dict[str, Backlog] | str:
+def pubsub_backlog(settings: Settings) -> dict[str, Backlog] | str:
     """Figures per subscription id from Cloud Monitoring, or why there are none."""
     try:
         return read_backlog(settings.pubsub.project, backlog_subscriptions(settings).values())

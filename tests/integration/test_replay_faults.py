@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.faults.pubsub_proxy import Faults, PubSubFaultProxy
-from tests.integration.replay_kit import Arrivals, publish_dead_letters, replay_args, start_replay
+from tests.integration.replay_kit import (
+    Arrivals,
+    poll,
+    publish_dead_letters,
+    replay_args,
+    start_replay,
+)
 from tests.pubsub.plugin import drain
 
 pytestmark = [
@@ -31,13 +36,6 @@ pytestmark = [
 ]
 
 LEASE = 10  # seconds: what the killed run held comes back this long after the kill
-
-
-def poll(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-        time.sleep(0.05)
 
 
 def test_swallowed_publishes_then_sigkill_ack_nothing_and_lose_nothing(

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import json
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.replay_kit import Arrivals, publish_dead_letters, replay_args, start_replay
+from tests.integration.replay_kit import (
+    Arrivals,
+    poll,
+    publish_dead_letters,
+    replay_args,
+    start_replay,
+)
 from tests.pubsub.plugin import drain
 
 # Thousands of messages: the load-grade emulator only (pstest would take minutes).
@@ -31,15 +35,6 @@ pytestmark = [
 DEAD_LETTERS = 5_000
 RATE = 500  # per second: the first run needs ~10 s, long enough to be killed mid-way
 LEASE = 10  # seconds: what the first run held comes back this long after the kill
-
-
-def poll_until(check: Callable[[], bool], timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_a_killed_replay_run_again_loses_nothing(
@@ -105,7 +100,11 @@ def test_ctrl_c_acks_what_was_published_and_gives_back_the_rest(
     # the orders subscription, which lagged behind the whole 30 s run in a full CI session.
     log = tmp_path / "replay.log"
     try:
-        assert poll_until(lambda: log.read_text().count('"dead_letter_replayed"') >= 2 * rate)
+        poll(
+            lambda: log.read_text().count('"dead_letter_replayed"') >= 2 * rate,
+            60,
+            "two batches replayed",
+        )
     finally:
         replay.send_signal(signal.SIGINT)
         stdout, _ = replay.communicate(timeout=60)
