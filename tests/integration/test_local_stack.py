@@ -37,7 +37,7 @@ from tests.manifests import tools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.pubsub, pytest.mark.slow]
 
-ORDERS, SEED, INVALID = 60, 4242, 0.05
+ORDERS, SEED, INVALID = 30, 4242, 0.05
 # Pods end in 0.5 s (no economics profile: its run times would make this minutes).
 AUTOSCALING = ["--autoscaling", "--no-economics"]
 CONSOLIDATE_AFTER = "5s"
