@@ -90,8 +90,15 @@ def dead_letters(pubsub_clients: Any, make_topic_subscription: Any) -> Any:
     return SimpleNamespace(dlq=dlq, orders=orders, published=published)
 
 
+# The cases are published before each command starts, so 3 s of quiet means the subscription
+# is empty; the commands' default (10 s) suits an operator, and would cost CI minutes here.
+IDLE = ["--idle-timeout", "3"]
+
+
 def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["--log-format", "json", *args], catch_exceptions=False)
+    sweeps = args[:2] in {("dead-letter", "inspect"), ("dead-letter", "replay")}
+    idle = IDLE if sweeps and "--idle-timeout" not in args and "--help" not in args else []
+    return CliRunner().invoke(cli, ["--log-format", "json", *args, *idle], catch_exceptions=False)
 
 
 def test_inspect_shows_every_dead_letter_and_loses_none(
@@ -295,7 +302,9 @@ def test_the_cli_own_variables_are_not_taken_for_config_overrides(dead_letters: 
         "DISPATCHER_LIMITS__BURST": "7",
     }
     result = CliRunner(env=env).invoke(
-        cli, ["--log-format", "json", "dead-letter", "inspect", "--json"], catch_exceptions=False
+        cli,
+        ["--log-format", "json", "dead-letter", "inspect", "--json", *IDLE],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["scanned"] == 7

@@ -134,7 +134,7 @@ def test_local_up_runs_a_swarm_and_down_leaves_nothing(tmp_path: Path) -> None:
         answers = {}
         for command in (
             ["limits", "status", "--json"],
-            ["dead-letter", "inspect", "--json"],
+            ["dead-letter", "inspect", "--json", "--idle-timeout", "3"],
             ["status", "-o", "json"],
         ):
             done = subprocess.run(
