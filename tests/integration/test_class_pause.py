@@ -9,9 +9,7 @@ the pause still become Workflows. Resuming it (cap raised too) creates the three
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import Settings
 from dispatcher.service.assembly import Service
 from tests.integration.class_topics_kit import create_topology, routed_settings
+from tests.polling import poll
 
 pytestmark = pytest.mark.pubsub
 
@@ -28,13 +27,6 @@ pytestmark = pytest.mark.pubsub
 def with_large(settings: Settings, **update: Any) -> Settings:
     classes = [c.model_copy(update=update) if c.name == "large" else c for c in settings.classes]
     return settings.model_copy(update={"classes": classes})
-
-
-def wait_for(what: str, done: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def created(sink: MemorySink, size_class: str) -> set[str]:
@@ -70,20 +62,22 @@ def test_a_paused_class_waits_in_pubsub_while_others_go_and_resume_creates_it(
     try:
         for i in range(3):
             publish(f"large-{i}", 10**12)
-        wait_for("large orders held at cap 0", lambda: engine.held_orders()["large"] == 3)
+        poll(lambda: engine.held_orders()["large"] == 3, 60, "large orders held at cap 0")
 
         paused = with_large(settings, state="paused")
         assert service.apply(paused)
-        wait_for("held large orders re-parked", lambda: engine.held_orders()["large"] == 0)
+        poll(lambda: engine.held_orders()["large"] == 0, 60, "held large orders re-parked")
         # Their originals came on the closed stream: acked by Acknowledge calls, without error.
         executor = service.runner.executor
-        wait_for("originals acked", lambda: getattr(executor.late_acks, "calls", 0) >= 1)
+        poll(lambda: getattr(executor.late_acks, "calls", 0) >= 1, 60, "originals acked")
         assert service.metrics.decision_errors._value.get() == 0
         assert service.healthy() == (True, "ok")  # a stream closed on purpose is no failure
         for i in range(5):
             publish(f"small-{i}", 1000)
-        wait_for(
-            "small orders created while large is paused", lambda: len(created(sink, "small")) == 5
+        poll(
+            lambda: len(created(sink, "small")) == 5,
+            60,
+            "small orders created while large is paused",
         )
         assert created(sink, "large") == set() and engine.last_hold["large"] in (None, "paused")
 
@@ -98,7 +92,7 @@ def test_a_paused_class_waits_in_pubsub_while_others_go_and_resume_creates_it(
                 waiting[m.message.attributes["order_id"]] = m.ack_id
             return len(waiting) >= 3
 
-        wait_for("the large backlog in Pub/Sub", pull_backlog)
+        poll(pull_backlog, 60, "the large backlog in Pub/Sub")
         assert sorted(waiting) == ["large-0", "large-1", "large-2"]
         sub.modify_ack_deadline(
             subscription=ps.class_subscription_path("large"),
@@ -108,7 +102,7 @@ def test_a_paused_class_waits_in_pubsub_while_others_go_and_resume_creates_it(
         assert engine.held_orders()["large"] == 0 and created(sink, "large") == set()
 
         assert service.apply(with_large(paused, state="active", max_live_workflows=5))
-        wait_for("resume creates the large orders", lambda: len(created(sink, "large")) == 3)
+        poll(lambda: len(created(sink, "large")) == 3, 60, "resume creates the large orders")
         assert created(sink, "large") == {"large-0", "large-1", "large-2"}
     finally:
         service.stop(grace=20)

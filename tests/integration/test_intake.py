@@ -18,6 +18,7 @@ from dispatcher.adapters.cluster_memory import LocalClusterState
 from dispatcher.adapters.sinks import MemorySink
 from dispatcher.config import load_settings
 from dispatcher.service.assembly import Service
+from tests.polling import poll
 from tests.pubsub.plugin import drain
 
 pytestmark = pytest.mark.pubsub
@@ -53,15 +54,6 @@ def swarm() -> tuple[list[tuple[bytes, dict[str, str]]], set[str], dict[bytes, s
     for i in range(100):
         messages.append(messages[(i * 7) % 800])
     return messages, valid, invalid
-
-
-def poll(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_thousand_orders_exactly_once(pubsub_clients: Any, make_topic_subscription: Any) -> None:

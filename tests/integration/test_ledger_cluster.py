@@ -26,6 +26,7 @@ from tests.integration.cluster_support import (  # noqa: F401 - kube_api is the 
     kube_api,
     scratch_environment,
 )
+from tests.polling import poll
 
 pytestmark = pytest.mark.cluster
 HOUR = 3600.0
@@ -53,15 +54,6 @@ class Done:
     def wait(self, timeout: float = 20.0) -> BaseException | None:
         assert self._event.wait(timeout), "on_done was never called"
         return self.results[-1]
-
-
-def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 @pytest.fixture
@@ -132,8 +124,8 @@ def test_live_replicas_see_each_others_records_through_the_watch(
     one, two = make("pod-1"), make("pod-2")
     one.record(["from-one"], Done())
     two.record(["from-two"], Done())
-    eventually(lambda: two.contains("from-one"), what="pod-2 sees pod-1's record")
-    eventually(lambda: one.contains("from-two"), what="pod-1 sees pod-2's record")
+    poll(lambda: two.contains("from-one"), what="pod-2 sees pod-1's record")
+    poll(lambda: one.contains("from-two"), what="pod-1 sees pod-2's record")
 
 
 def test_buckets_past_the_window_are_pruned_everywhere(
@@ -150,13 +142,13 @@ def test_buckets_past_the_window_are_pruned_everywhere(
     second = Done()
     writer.record(["new-order"], second)
     assert second.wait() is None
-    eventually(lambda: reader.contains("new-order"), what="reader sees the new bucket")
+    poll(lambda: reader.contains("new-order"), what="reader sees the new bucket")
     clock.now = first_bucket + 2 * HOUR - 1
     assert reader.prune() == 0
     assert len(ledger_objects(api, k8s_cluster.namespace, env)) == 2
     clock.now = first_bucket + 2 * HOUR  # end of the first bucket + the window
     assert reader.prune() == 1
-    eventually(lambda: not writer.contains("old-order"), what="writer drops the pruned bucket")
+    poll(lambda: not writer.contains("old-order"), what="writer drops the pruned bucket")
     assert reader.contains("new-order") and writer.contains("new-order")
     remaining = ledger_objects(api, k8s_cluster.namespace, env)
     assert [bucket for _, bucket, _ in remaining] == [first_bucket + int(HOUR)]
@@ -183,12 +175,12 @@ def test_an_expired_watch_relists_and_misses_nothing(
         with faults._lock:
             faults.gone_watches = 3  # three watches in a row answered 410 Gone
         writer.record(["during-the-gap"], Done())
-        eventually(lambda: reader.stats().relists >= 4, what="a relist after each 410")
+        poll(lambda: reader.stats().relists >= 4, what="a relist after each 410")
         assert faults.injected["410"] == 3
-        eventually(lambda: reader.contains("during-the-gap"), what="reader caught up")
+        poll(lambda: reader.contains("during-the-gap"), what="reader caught up")
         name = ledger_objects(api, k8s_cluster.namespace, env)[0][0]
         k8s.CoreV1Api(api).delete_namespaced_config_map(name, k8s_cluster.namespace)
-        eventually(lambda: not reader.contains("before-the-gap"), what="deletion seen")
+        poll(lambda: not reader.contains("before-the-gap"), what="deletion seen")
         reader.stop()
 
 
@@ -198,7 +190,7 @@ def test_the_watch_runs_through_bookmarks_and_timeouts_without_failing(
     # The server sends BOOKMARK events near the end of a watch (seen with 5 s watches).
     writer, reader = make("pod-w"), make("pod-r", watch_seconds=5)
     writer.record(["across-watches"], Done())
-    eventually(lambda: reader.stats().watches >= 2, timeout=30, what="two watches ended")
+    poll(lambda: reader.stats().watches >= 2, timeout=30, what="two watches ended")
     assert reader.contains("across-watches")
     stats = reader.stats()
     assert (stats.watch_failures, stats.relists) == (0, 1)

@@ -42,6 +42,7 @@ from tests.integration.cluster_support import (
     ensure_test_template,
 )
 from tests.integration.test_dispatch_cluster import settings_for, start_service
+from tests.polling import poll
 
 pytestmark = [pytest.mark.parametrize("pubsub_emulator", ["fast"], indirect=True)]
 on_cluster = [pytest.mark.cluster, pytest.mark.pubsub]
@@ -135,17 +136,6 @@ def order(order_id: str, size: int = 1000) -> bytes:
 def publish(clients: Any, topic: str, *bodies: bytes) -> None:
     for future in [clients.publisher.publish(topic, body) for body in bodies]:
         future.result(timeout=60)
-
-
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def pull(clients: Any, subscription: str, *, expected: int, timeout: float) -> list[Any]:

@@ -23,11 +23,11 @@ import pytest
 from tests.faults.pubsub_proxy import Faults, PubSubFaultProxy
 from tests.integration.replay_kit import (
     Arrivals,
-    poll,
     publish_dead_letters,
     replay_args,
     start_replay,
 )
+from tests.polling import poll
 from tests.pubsub.plugin import drain
 
 pytestmark = [

@@ -19,11 +19,11 @@ import pytest
 
 from tests.integration.replay_kit import (
     Arrivals,
-    poll,
     publish_dead_letters,
     replay_args,
     start_replay,
 )
+from tests.polling import poll
 from tests.pubsub.plugin import drain
 
 # Thousands of messages: the load-grade emulator only (pstest would take minutes).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,12 @@ import pytest
 from bench.swarm_cost import node_seconds
 from bench.swarm_watch import Recorder, etcd_metrics_url
 from dispatcher.core.render import LABEL_ENVIRONMENT
-from dispatcher.local import cluster, nodes, overlay
+from dispatcher.local import cluster, nodes
 from tests.integration.cluster_support import create_workflow, delete_workflows
 from tests.integration.cluster_support import ensure_test_template as ensure_template
+from tests.polling import poll
 
 pytestmark = [pytest.mark.cluster]
-
-
-def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    overlay.poll(what, condition, timeout)
 
 
 def test_recorder_sees_a_node_come_and_go_and_a_workflow(k8s_cluster: Any) -> None:

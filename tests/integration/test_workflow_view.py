@@ -8,9 +8,8 @@ check the guard that relists when the view counts a create the watch never confi
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,16 +23,9 @@ from tests.integration.cluster_support import (
     delete_workflows,
     ensure_test_template,
 )
+from tests.polling import poll
 
 pytestmark = [pytest.mark.cluster]
-
-
-def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

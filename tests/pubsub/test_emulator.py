@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.polling import poll
 from tests.pubsub.plugin import MakeTopicSubscription, PubSubClients, PubSubEmulator
 
 pytestmark = [
@@ -25,15 +26,6 @@ pytestmark = [
     # Pull(return_immediately=True) is deprecated but is the prompt way to check "nothing there".
     pytest.mark.filterwarnings("ignore:The return_immediately flag:DeprecationWarning"),
 ]
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -121,7 +113,7 @@ def test_publish_pull_ack_nothing_redelivered(
         message.ack()
 
     with streaming_pull(pubsub_clients, names.subscription, callback):
-        wait_for(lambda: got.ids() == set(ids), 60, f"{n} messages")
+        poll(lambda: got.ids() == set(ids), 60, f"{n} messages")
         # A lost ack would show up as a redelivery once the 10 s lease runs out.
         quiet_until = got.last_at + 12
         while time.monotonic() < quiet_until:
@@ -145,7 +137,7 @@ def test_nack_redelivers(
             message.ack()
 
     with streaming_pull(pubsub_clients, names.subscription, callback):
-        wait_for(lambda: all(got.deliveries[i] >= 2 for i in ids), 30, "every message redelivered")
+        poll(lambda: all(got.deliveries[i] >= 2 for i in ids), 30, "every message redelivered")
     data_by_id: dict[str, set[bytes]] = {}
     for m in got.messages:
         data_by_id.setdefault(m.message_id, set()).add(m.data)
@@ -173,7 +165,7 @@ def test_content_and_attributes_preserved(
         message.ack()
 
     with streaming_pull(pubsub_clients, names.subscription, callback):
-        wait_for(lambda: got.ids() == set(ids), 30, "all messages")
+        poll(lambda: got.ids() == set(ids), 30, "all messages")
 
     received = sorted((m.data, dict(m.attributes)) for m in got.messages)
     assert received == sorted(payloads)
@@ -195,7 +187,7 @@ def test_pull_ack(
             seen[rm.message.message_id] = rm
         return set(seen) == set(ids)
 
-    wait_for(pulled_all, 30, "10 messages by Pull")
+    poll(pulled_all, 30, "10 messages by Pull")
     pubsub_clients.subscriber.acknowledge(
         request={"subscription": names.subscription, "ack_ids": [rm.ack_id for rm in seen.values()]}
     )
@@ -229,9 +221,9 @@ def test_messages_before_subscription_not_delivered(
             seen.extend(sync_pull(pubsub_clients, late_sub))
             return any(rm.message.message_id == late_id for rm in seen)
 
-        wait_for(got_late, 30, "the message published after the subscription")
+        poll(got_late, 30, "the message published after the subscription")
         # The early message is available on the first subscription, never on the late one.
-        wait_for(
+        poll(
             lambda: any(
                 rm.message.data == b"early" for rm in sync_pull(pubsub_clients, first.subscription)
             ),
@@ -256,7 +248,7 @@ def test_lease_expiry_and_extension(
             by_data[rm.message.data] = rm
         return len(by_data) == 2
 
-    wait_for(pulled_both, 30, "both messages")
+    poll(pulled_both, 30, "both messages")
     assert {rm.message.message_id for rm in by_data.values()} == set(ids)
     assert {rm.delivery_attempt for rm in by_data.values()} == {1}
     sub = pubsub_clients.subscriber
@@ -281,7 +273,7 @@ def test_lease_expiry_and_extension(
         redelivered.extend(sync_pull(pubsub_clients, names.subscription))
         return any(rm.message.data == b"short" for rm in redelivered)
 
-    wait_for(short_back, 30, "the message whose lease expired")
+    poll(short_back, 30, "the message whose lease expired")
     expired_at = time.monotonic()
     while time.monotonic() < expired_at + 1.5:
         redelivered.extend(sync_pull(pubsub_clients, names.subscription))
@@ -317,7 +309,7 @@ def test_dead_letter_after_max_delivery_attempts(
         return bool(dead)
 
     with streaming_pull(pubsub_clients, names.subscription, always_nack):
-        wait_for(dead_arrived, 60, "the message on the dead-letter topic")
+        poll(dead_arrived, 60, "the message on the dead-letter topic")
     assert sorted(attempts) == [1, 2, 3, 4, 5]
     (rm,) = dead
     assert rm.message.data == b"poison"

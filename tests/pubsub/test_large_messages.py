@@ -31,12 +31,13 @@ from dispatcher.core.outcomes import Outcome, PublishFailed
 from dispatcher.service.executor import Published
 from dispatcher.service.metrics import Metrics
 from dispatcher.service.router import Router
+from tests.polling import poll
 from tests.pubsub.plugin import (
     MakeTopicSubscription,
     PubSubClients,
     TopicSubscription,
 )
-from tests.pubsub.test_emulator import streaming_pull, wait_for
+from tests.pubsub.test_emulator import streaming_pull
 from tests.unit.helpers import settings, twin_executor
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.large_messages]
@@ -118,7 +119,7 @@ def test_a_message_near_the_limit_arrives_through_the_factory_channel(
     pubsub_clients.publisher.publish(names.topic, data, order_id="o-big").result(timeout=60)
     inbox = Inbox()
     with streaming_pull(pubsub_clients, names.subscription, inbox):
-        wait_for(lambda: inbox.first is not None, DEADLINE_S, "the 9.9 MB message")
+        poll(lambda: inbox.first is not None, DEADLINE_S, "the 9.9 MB message")
         assert inbox.first is not None
         assert inbox.first.data == data and inbox.first.attributes["order_id"] == "o-big"
         inbox.first.ack()
@@ -144,19 +145,19 @@ def dead_letter_through_the_emulator(
         post=events.append, publisher=clients.publisher, dead_letter_topic=names.dead_letter_topic
     )
     with streaming_pull(clients, names.subscription, inbox):
-        wait_for(lambda: inbox.first is not None, DEADLINE_S, "the order")
+        poll(lambda: inbox.first is not None, DEADLINE_S, "the order")
         delivery = inbox.first
         assert delivery is not None
         decision = dead_letter(detail, delivery)
         expected = fitting_dead_letter_attributes(names.dead_letter_topic, delivery, decision)
         executor.carry_out([decision])  # never raises
-        wait_for(lambda: bool(events), DEADLINE_S, "the dead letter's outcome")
+        poll(lambda: bool(events), DEADLINE_S, "the dead letter's outcome")
         (published,) = events
         assert isinstance(published, Published)
         outcome = executor.published(published)
         if outcome is not None:
             # The executor nacked it: redeliveries until Pub/Sub's policy takes over.
-            wait_for(lambda: inbox.deliveries >= 5, DEADLINE_S, "Pub/Sub's dead-letter policy")
+            poll(lambda: inbox.deliveries >= 5, DEADLINE_S, "Pub/Sub's dead-letter policy")
     return delivery, expected, outcome
 
 
@@ -196,16 +197,14 @@ def test_the_router_leaves_a_near_limit_order_whole_to_pubsubs_policy(
     pubsub_clients.publisher.publish(names.topic, body(NEAR_LIMIT), tenant="acme").result(60)
     inbox = Inbox(later=lambda m: m.nack())
     with streaming_pull(pubsub_clients, names.subscription, inbox):
-        wait_for(lambda: inbox.first is not None, DEADLINE_S, "the order")
+        poll(lambda: inbox.first is not None, DEADLINE_S, "the order")
         delivery = inbox.first
         assert delivery is not None
         router.on_message(delivery)  # never raises into the client's callback
-        wait_for(
-            lambda: bool(delivery.settlements), DEADLINE_S, "the router to settle the delivery"
-        )
+        poll(lambda: bool(delivery.settlements), DEADLINE_S, "the router to settle the delivery")
         assert delivery.settlements == ["nack"]
         assert metrics.dead_letters_too_large._value.get() == 1
-        wait_for(lambda: inbox.deliveries >= 5, DEADLINE_S, "Pub/Sub's dead-letter policy")
+        poll(lambda: inbox.deliveries >= 5, DEADLINE_S, "Pub/Sub's dead-letter policy")
     stored = read_back(pubsub_clients, names.dead_letter_subscription)
     assert stored.data == body(NEAR_LIMIT)
     assert stored.attributes["tenant"] == "acme" and "dlq_reason" not in stored.attributes
