@@ -19,10 +19,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "${here}/versions.env"
+# shellcheck source=../lib.sh
+source "${here}/../lib.sh"
 
 cache_root="${BURST_DISPATCHER_CACHE:-${HOME}/.cache/burst-dispatcher}/autoscaler"
-key="$(cat "${here}/versions.env" "${here}/go.mod" "${here}/go.sum" | sha256sum | cut -c1-16)"
-key="karpenter-${KARPENTER_VERSION}-${key}"
+key="karpenter-${KARPENTER_VERSION}-$(cache_key "${here}"/{versions.env,go.mod,go.sum})"
 bin="${cache_root}/${key}/bin"
 share="${cache_root}/${key}/share"
 
@@ -36,14 +37,9 @@ if [[ "${1:-}" == "--print" ]]; then
 fi
 
 command -v go >/dev/null || { echo "build.sh: go is not on PATH" >&2; exit 1; }
-if ! grep -Eq "^(require)?[[:space:]]*sigs\.k8s\.io/karpenter ${KARPENTER_VERSION//./\\.}( // indirect)?\$" \
-    "${here}/go.mod"; then
-  echo "build.sh: go.mod does not require sigs.k8s.io/karpenter ${KARPENTER_VERSION} (versions.env)" >&2
-  exit 1
-fi
+require_pin "${here}/go.mod" sigs.k8s.io/karpenter "${KARPENTER_VERSION}"
 
 export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" GOTOOLCHAIN="${GO_TOOLCHAIN}"
-log() { echo "build.sh: $(date -u +%H:%M:%S) $*" >&2; }
 start=$(date +%s)
 mkdir -p "${bin}"
 if [[ ! -x "${bin}/karpenter-kwok" ]]; then

@@ -15,12 +15,13 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "${here}/versions.env"
+# shellcheck source=../lib.sh
+source "${here}/../lib.sh"
 
 cache_root="${BURST_DISPATCHER_CACHE:-${HOME}/.cache/burst-dispatcher}/cluster"
-key="$(cat "${here}/versions.env" \
+key="k8s-${K8S_VERSION}-$(cache_key "${here}/versions.env" \
   "${here}"/{k8s,etcd,kwok,argolint}/go.mod "${here}"/{k8s,etcd,kwok,argolint}/go.sum \
-  "${here}"/argolint/*.go | sha256sum | cut -c1-16)"
-key="k8s-${K8S_VERSION}-${key}"
+  "${here}"/argolint/*.go)"
 bin="${cache_root}/${key}/bin"
 binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok
   workflow-controller argolint)
@@ -44,18 +45,10 @@ fi
 
 command -v go >/dev/null || { echo "build.sh: go is not on PATH" >&2; exit 1; }
 
-# The wrapper go.mods must agree with versions.env (a stale go.mod would silently build others).
-check_require() {
-  local mod="$1" path="$2" version="$3"
-  if ! grep -Eq "^(require)?[[:space:]]*${path//./\\.} ${version//./\\.}( // indirect)?\$" "${here}/${mod}/go.mod"; then
-    echo "build.sh: ${mod}/go.mod does not require ${path} ${version} (versions.env)" >&2
-    exit 1
-  fi
-}
-check_require k8s k8s.io/kubernetes "${K8S_VERSION}"
-check_require etcd go.etcd.io/etcd/server/v3 "${ETCD_VERSION}"
-check_require kwok sigs.k8s.io/kwok "${KWOK_VERSION}"
-check_require argolint github.com/argoproj/argo-workflows/v4 "${ARGO_VERSION}"
+require_pin "${here}/k8s/go.mod" k8s.io/kubernetes "${K8S_VERSION}"
+require_pin "${here}/etcd/go.mod" go.etcd.io/etcd/server/v3 "${ETCD_VERSION}"
+require_pin "${here}/kwok/go.mod" sigs.k8s.io/kwok "${KWOK_VERSION}"
+require_pin "${here}/argolint/go.mod" github.com/argoproj/argo-workflows/v4 "${ARGO_VERSION}"
 if grep -E '=> k8s.io/' "${here}/k8s/go.mod" | grep -vq " ${K8S_STAGING_VERSION}\$"; then
   echo "build.sh: k8s/go.mod replace block is not all ${K8S_STAGING_VERSION}" >&2
   exit 1
@@ -67,8 +60,6 @@ tmp="${cache_root}/${key}/bin.tmp"
 mkdir -p "${tmp}" "${bin}"
 build_date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 start=$(date +%s)
-
-log() { echo "build.sh: $(date -u +%H:%M:%S) $*" >&2; }
 
 # Kubernetes: version ldflags as in hack/lib/version.sh, so /version reports the real version.
 k8s_major="${K8S_VERSION#v}"; k8s_major="${k8s_major%%.*}"
