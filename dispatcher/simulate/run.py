@@ -97,10 +97,10 @@ class Simulation:
         try:
             while True:
                 self._settle()
-                when = self._next_time()
+                when, until = self._next_time()
                 if when is None or when > self.horizon_seconds:
                     break
-                self.agenda.run_until(when)
+                self.agenda.run_until(when, until=min(until, self.horizon_seconds))
                 if self.on_event is not None:
                     self.on_event(self)
         finally:
@@ -114,11 +114,10 @@ class Simulation:
         while self._deliver():
             self._carry_out(self.engine.tick())
 
-    def _next_time(self) -> float | None:
+    def _next_time(self) -> tuple[float | None, float]:
+        """When the next thing happens, and until when the agenda may run events on its own
+        (the engine's deadline or the next delivery, whichever comes first)."""
         times = []
-        upcoming = self.agenda.next_time()
-        if upcoming is not None:
-            times.append(upcoming)
         # The service polls batches held at a cap every 50 ms; here a cap can only open at
         # an event (a Workflow finishing, an object deleted), after which the loop ticks
         # anyway, so only a wait for a rate token needs the poll.
@@ -129,7 +128,11 @@ class Simulation:
         upstream = self.upstream.next_time(self.clock.now)
         if upstream is not None:
             times.append(upstream)
-        return min(times) if times else None
+        until = min(times) if times else self.horizon_seconds
+        upcoming = self.agenda.next_time()
+        if upcoming is not None:
+            times.append(upcoming)
+        return (min(times) if times else None), until
 
     def _deliver(self) -> bool:
         """Hand the engine every message that is published and fits flow control."""
@@ -148,7 +151,7 @@ class Simulation:
                 if decision.workflow is not None:
                     receipt = decision.receipts[0]
                     self.workflows.by_name[decision.workflow].orders.append(
-                        (receipt[1], receipt[2])
+                        (receipt[1], receipt[2], receipt[5])
                     )
                 else:
                     self.results.duplicates += len(decision.receipts)
@@ -165,6 +168,7 @@ class Simulation:
                 self.results.reparked += 1
 
     def _created(self, name: str) -> None:
+        self.agenda.notice()
         self._carry_out(self.engine.outcome(Created(name)))
         self.cluster.created(self.workflows.by_name[name])
 
