@@ -11,8 +11,8 @@ back by caps does not cost a scan per ten simulated seconds.
 Spot preemption comes two ways, as a pool's model says: a share of step attempts on a spot pool
 end part-way through their run (the test cluster's economics profile), and whole spot nodes are
 reclaimed at a rate per node-hour (GKE's spot VMs), ending every pod on them. Either way the
-step is retried after the template's backoff, doubling, and its last retry (``retry_limit``)
-runs on the on-demand fallback pool, where it is never preempted.
+step is retried after the template's backoff (growing by its factor), and its last retry
+(``retry_limit``) runs on the on-demand fallback pool, where it is never preempted.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class _Class:
     """What a size class's step pods ask for, where, and how long they run."""
 
     shape: Shape
-    pool: str
-    fallback: str | None
+    pool: PoolState
+    fallback: PoolState | None
     base: float
     per_byte: float
     cap: float
@@ -77,8 +77,8 @@ class SimulatedCluster:
             )
             self._classes[c.name] = _Class(
                 shape=shape,
-                pool=c.node_pool,
-                fallback=c.fallback_node_pool,
+                pool=self.pools[c.node_pool],
+                fallback=self.pools[c.fallback_node_pool] if c.fallback_node_pool else None,
                 base=steps.base_seconds,
                 per_byte=steps.seconds_per_gib / GIB,
                 cap=steps.max_seconds,
@@ -113,7 +113,7 @@ class SimulatedCluster:
         now = self.agenda.now
         for _ in range(min(len(workflow.orders), self._parallelism)):
             self._start_order(workflow, now)
-        self._place(self.pools[self._classes[workflow.size_class].pool])
+        self._place(self._classes[workflow.size_class].pool)
 
     def _steps(self, flags: StepFlags) -> int:
         """Pods the order DAG runs for an order with these flags (its own, else the defaults)."""
@@ -137,51 +137,50 @@ class SimulatedCluster:
         shape = spec.shape
         steps = self._steps(flags)
         pod = Pod(workflow, at, seconds, steps, shape.cpu, shape.memory, shape, spec.pool)
+        pod.done = partial(self._pod_done, pod)
         pod.ready_at = now + self._gap
-        self.pools[spec.pool].enqueue(pod)
+        spec.pool.enqueue(pod)
 
     def _place(self, state: PoolState) -> None:
         agenda = self.agenda
         now = agenda.now
         bound = state.place(now)
         if bound:
-            pod_start, rng, done = self._pod_start, self._rng, self._pod_done
+            pod_start, rng, at = self._pod_start, self._rng, agenda.at
             share = self._attempt_preemption[state.pool.name]
             for pod in bound:
                 if share and pod.attempt < self.model.retry_limit and rng.random() < share:
-                    end = now + pod_start + rng.random() * pod.seconds
-                    agenda.at(end, partial(self._pod_preempted, pod, pod.epoch))
+                    pod.failing = True
+                    pod.due = now + pod_start + rng.random() * pod.seconds
                 else:
-                    agenda.at(now + pod_start + pod.seconds, partial(done, pod, pod.epoch))
-        if state.pending:
-            when = state.waiting_until()
-            if when is not None and when > now and self._wakes.get(state.pool.name) != when:
-                self._wakes[state.pool.name] = when
+                    pod.due = now + pod_start + pod.seconds
+                at(pod.due, pod.done)  # type: ignore[arg-type]
+        pending = state.pending
+        if pending:
+            when = pending[0].ready_at
+            if when > now and state.open and self._wakes.get(state.pool.name) != when:
+                self._wakes[state.pool.name] = when  # room, and the head is not created yet
                 agenda.at(when, partial(self._place, state))
             if not self._scanning and len(state.nodes) < state.pool.max_nodes:
                 self._wake()
 
-    def _pod_preempted(self, pod: Pod, epoch: int) -> None:
-        self._pod_done(pod, epoch, preempted=True)
-
-    def _pod_done(self, pod: Pod, epoch: int, *, preempted: bool = False) -> None:
-        if pod.epoch != epoch:
-            return  # its node was reclaimed meanwhile; it runs again elsewhere
+    def _pod_done(self, pod: Pod) -> None:
         now = self.agenda.now
-        state = self.pools[pod.pool]
+        if now != pod.due or pod.node is None:
+            return  # its node was reclaimed meanwhile; it runs again elsewhere
+        state: PoolState = pod.state  # type: ignore[assignment]
         node = state.release(pod, now)
-        if preempted:
+        if pod.failing:
+            pod.failing = False
             self._preempted(pod)
         elif pod.steps_left > 1:
             pod.steps_left -= 1
             pod.attempt = 0
             pod.ready_at = now + self._gap
-            home = self._classes[pod.workflow.size_class].pool
-            if home != pod.pool:
-                self.pools[home].enqueue(pod)
-                self._place(self.pools[home])
-            else:
-                state.enqueue(pod)
+            home = pod.home
+            home.enqueue(pod)
+            if home is not state:
+                self._place(home)
         else:
             self._order_done(pod, now)
         if node is not None and not node.pods and len(state.nodes) > state.pool.min_nodes:
@@ -195,9 +194,8 @@ class SimulatedCluster:
         workflow.unfinished -= 1
         if workflow.started < len(workflow.orders):
             self._start_order(workflow, now)
-            home = self.pools[self._classes[workflow.size_class].pool]
-            if home.pool.name != pod.pool:
-                self._place(home)
+            if pod.home is not pod.state:
+                self._place(pod.home)
         elif not workflow.unfinished:
             self._workflow_done(workflow)
 
@@ -223,11 +221,12 @@ class SimulatedCluster:
             pod.retried = True
             self.results.retries += 1
         pod.attempt += 1
-        shape = self._classes[pod.workflow.size_class]
-        last = pod.attempt >= self.model.retry_limit and shape.fallback
-        pool = shape.fallback if last and shape.fallback else shape.pool
-        delay = self.model.retry_backoff_seconds * 2 ** (pod.attempt - 1)
-        self.agenda.after(delay, partial(self._retry, pod, self.pools[pool]))
+        fallback = self._classes[pod.workflow.size_class].fallback
+        last = pod.attempt >= self.model.retry_limit and fallback is not None
+        state = fallback if last and fallback is not None else pod.home
+        model = self.model
+        delay = model.retry_backoff_seconds * model.retry_backoff_factor ** (pod.attempt - 1)
+        self.agenda.after(delay, partial(self._retry, pod, state))
 
     def _retry(self, pod: Pod, state: PoolState) -> None:
         pod.ready_at = self.agenda.now
@@ -242,7 +241,8 @@ class SimulatedCluster:
         self.pools[node.pool].remove_node(node, self.agenda.now)
         for pod in pods:
             pod.node = None
-            pod.epoch += 1
+            pod.due = -1.0
+            pod.failing = False
             self._preempted(pod)
         self._wake()
 

@@ -117,11 +117,19 @@ class ClusterModel(_Strict):
     pipeline: list[PipelineStep] = Field(default_factory=_order_pipeline, min_length=1)
     retry_limit: int = Field(default=3, ge=0, description="retries before the fallback pool")
     retry_backoff_seconds: float = Field(
-        default=30, ge=0, description="first retry's delay, doubling (template retry-backoff)"
+        default=30, ge=0, description="first retry's delay (template retry-backoff)"
     )
+    retry_backoff_factor: float = Field(default=2, ge=1, description="each next retry's delay x")
     pubsub_deliveries_per_second: float | None = Field(
         default=None, gt=0, description="delivery rate to the dispatcher; null = unbounded"
     )
+    #: Pools per environment where they differ (the local stack runs the pools of the overlay
+    #: it was started with): a configuration whose ``environment`` is listed runs on those.
+    environments: dict[str, list[Pool]] = Field(default_factory=dict)
+
+    def for_environment(self, environment: str) -> ClusterModel:
+        pools = self.environments.get(environment)
+        return self if pools is None else self.model_copy(update={"pools": pools})
 
     def pool(self, name: str) -> Pool:
         for pool in self.pools:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dispatcher.simulate.model import Pool
@@ -55,13 +56,18 @@ class Pod:
     cpu: int  # millicores
     memory: int  # MiB
     shape: Shape
-    pool: str
+    home: PoolState  # its class's pool: every first attempt runs there
+    state: PoolState | None = None  # the pool it waits in or runs on now
     share: float = 0.0  # of a node of its pool that it fills (1 / pods per node)
     ready_at: float = 0.0  # the controller has created it: it may be bound from then on
     attempt: int = 0  # of the current step: 0 is the first, retry_limit the last
     retried: bool = False  # some step of this order ran again
     node: Node | None = None
-    epoch: int = 0  # bumped when its node is reclaimed: a stale "done" event is ignored
+    #: when the running attempt ends (an event due at another time is stale: its node was
+    #: reclaimed), whether it ends preempted, and the event's action, built once per order
+    due: float = -1.0
+    failing: bool = False
+    done: Callable[[], None] | None = None
 
 
 class PoolState:
@@ -83,7 +89,7 @@ class PoolState:
         self._shares: dict[Shape, float] = {}
 
     def enqueue(self, pod: Pod) -> None:
-        pod.pool = self.pool.name
+        pod.state = self
         self.pending.append(pod)
         share = self._shares.get(pod.shape) or self._new_shape(pod)
         pod.share = share
@@ -148,11 +154,6 @@ class PoolState:
             if node.cpu_free < self._min_cpu or node.memory_free < self._min_memory:
                 del open_nodes[node]
         return bound
-
-    def waiting_until(self) -> float | None:
-        """When the head of the queue is created, if it is not yet (and there is room)."""
-        pending = self.pending
-        return pending[0].ready_at if pending and self.open else None
 
     def release(self, pod: Pod, now: float) -> Node | None:
         node = pod.node

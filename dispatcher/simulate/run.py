@@ -58,6 +58,7 @@ class Simulation:
         horizon_seconds: float = HORIZON_SECONDS,
     ) -> None:
         self.horizon_seconds = horizon_seconds
+        model = model.for_environment(settings.environment)
         self.swarm, self.settings, self.model = swarm, settings, model
         self.agenda = Agenda()
         self.clock = self.agenda.clock
