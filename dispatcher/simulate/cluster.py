@@ -144,17 +144,8 @@ class SimulatedCluster:
     def _place(self, state: PoolState) -> None:
         agenda = self.agenda
         now = agenda.now
-        bound = state.place(now)
-        if bound:
-            pod_start, rng, at = self._pod_start, self._rng, agenda.at
-            share = self._attempt_preemption[state.pool.name]
-            for pod in bound:
-                if share and pod.attempt < self.model.retry_limit and rng.random() < share:
-                    pod.failing = True
-                    pod.due = now + pod_start + rng.random() * pod.seconds
-                else:
-                    pod.due = now + pod_start + pod.seconds
-                at(pod.due, pod.done)  # type: ignore[arg-type]
+        for pod in state.place(now):
+            self._run(pod, now, state)
         pending = state.pending
         if pending:
             when = pending[0].ready_at
@@ -164,19 +155,36 @@ class SimulatedCluster:
             if not self._scanning and len(state.nodes) < state.pool.max_nodes:
                 self._wake()
 
+    def _run(self, pod: Pod, now: float, state: PoolState) -> None:
+        """A bound pod runs: when it ends, and whether preempted (a draw per spot attempt)."""
+        share = self._attempt_preemption[state.pool.name]
+        if share and pod.attempt < self.model.retry_limit and self._rng.random() < share:
+            pod.failing = True
+            pod.due = now + self._pod_start + self._rng.random() * pod.seconds
+        else:
+            pod.due = now + self._pod_start + pod.seconds
+        self.agenda.at(pod.due, pod.done)  # type: ignore[arg-type]
+
     def _pod_done(self, pod: Pod) -> None:
         now = self.agenda.now
         if now != pod.due or pod.node is None:
             return  # its node was reclaimed meanwhile; it runs again elsewhere
         state: PoolState = pod.state  # type: ignore[assignment]
+        next_step = not pod.failing and pod.steps_left > 1
+        if next_step:
+            pod.steps_left -= 1
+            pod.attempt = 0
+            pod.ready_at = now + self._gap
+            if pod.home is state:
+                head = state.hand_over(pod, now)
+                if head is not None:
+                    self._run(head, now, state)
+                    return
         node = state.release(pod, now)
         if pod.failing:
             pod.failing = False
             self._preempted(pod)
-        elif pod.steps_left > 1:
-            pod.steps_left -= 1
-            pod.attempt = 0
-            pod.ready_at = now + self._gap
+        elif next_step:  # it queues on its class's pool
             home = pod.home
             home.enqueue(pod)
             if home is not state:

@@ -155,6 +155,26 @@ class PoolState:
                 del open_nodes[node]
         return bound
 
+    def hand_over(self, pod: Pod, now: float) -> Pod | None:
+        """A saturated pool's fast path, most events of a long run: ``pod`` ends a step and
+        queues for its next one here, and the head of the queue (created, the same shape)
+        takes its room on its node. Only when no other node has room, where first fit would
+        have bound the head already. Returns the head, or None when the path does not apply."""
+        pending = self.pending
+        if self.open or not pending:
+            return None
+        head = pending[0]
+        node = pod.node
+        if head.shape is not pod.shape or head.ready_at > now or node is None:
+            return None
+        pending.popleft()
+        pods = node.pods
+        del pods[pod]
+        pods[head] = None
+        head.node, pod.node = node, None
+        pending.append(pod)  # its share of a node is the head's: the need is unchanged
+        return head
+
     def release(self, pod: Pod, now: float) -> Node | None:
         node = pod.node
         pod.node = None
