@@ -182,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", default="test-cluster")
     parser.add_argument("--fit", help="FIELD=LOW..HIGH/STEP: a model number to fit (grid)")
     parser.add_argument("--objective", choices=["makespan", "all"], default="makespan")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a model number for these runs (what they ran with), as --fit names it",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     configure("json", "critical")
@@ -190,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         print("no run directory with a result.json", file=sys.stderr)
         return 1
     model = load_model(args.cluster)
+    for change in args.set:
+        field, _, value = change.partition("=")
+        model = with_value(model, field, float(value))
     if args.fit:
         field, grid = parse_fit(args.fit)
         keys = MEASURES if args.objective == "all" else MEASURES[:1]

@@ -87,6 +87,9 @@ def test_a_fit_finds_the_number_a_run_was_made_with(tmp_path: Path) -> None:
                  "step_gap_seconds=0..4/1", "--objective", "all", "--json", str(out)]) == 0  # fmt: skip
     document = json.loads(out.read_text())
     assert document["mean_abs_error"]["makespan_seconds"] < 1e-9
+    assert main([str(run), "--cluster", "test-cluster-autoscaled", "--set",
+                 "controller.step_gap_seconds=2", "--json", str(out)]) == 0  # fmt: skip
+    assert json.loads(out.read_text())["mean_abs_error"]["makespan_seconds"] < 1e-9
     slow = with_value(model, "pools.scale_up_seconds", 60.0)
     assert {p.scale_up_seconds for p in slow.pools} == {60.0}
     assert {p.scale_up_seconds for p in slow.environments["prod"]} == {60.0}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from dispatcher.config import Settings
-from dispatcher.simulate.model import ClusterModel, PipelineStep, Pool, Prices
-from dispatcher.simulate.run import simulate
+from dispatcher.config import Settings, load_settings
+from dispatcher.simulate.model import ClusterModel, PipelineStep, Pool, Prices, load_model
+from dispatcher.simulate.run import Simulation, simulate
 from dispatcher.simulate.swarm import parse_swarm
 from tests.simulate.conftest import with_attempt_preemption
 
@@ -133,3 +133,16 @@ def test_every_spot_attempt_preempted_ends_on_the_on_demand_fallback(
     assert results.node_seconds["ondemand"] > 0
     none = simulate(parse_swarm("gen:burst:n=40,seed=4"), settings=config, model=_one_node(config))
     assert none.preemptions == 0 and none.makespan < results.makespan
+
+
+def test_a_configuration_runs_on_its_environments_pools(dev_settings: Settings) -> None:
+    """The autoscaled test cluster runs the overlay it was started with: prod's pools (60
+    small-spot nodes) for config/prod.yaml, dev's (5) for config/dev.yaml."""
+    model = load_model("test-cluster-autoscaled")
+    prod = load_settings("config/prod.yaml", environ={})
+    swarm = parse_swarm("gen:burst:n=5")
+    on_prod = Simulation(swarm, settings=prod, model=model)
+    on_dev = Simulation(swarm, settings=dev_settings, model=model)
+    assert on_prod.model.pools == model.environments["prod"]
+    assert on_prod.model.pool("small-spot").max_nodes == 60
+    assert on_dev.model.pool("small-spot").max_nodes == 5
