@@ -60,7 +60,8 @@ class SimulatedCluster:
         sample: Callable[[], None],
     ) -> None:
         self.model, self.agenda, self.workflows, self.results = model, agenda, workflows, results
-        self.pools = {p.name: PoolState(p) for p in model.pools}
+        newest = model.pod_queue == "newest-first"
+        self.pools = {p.name: PoolState(p, newest_first=newest) for p in model.pools}
         self._rng = random.Random(seed)  # noqa: S311 - reproducible simulation
         self._sample = sample
         self._classes: dict[str, _Class] = {}

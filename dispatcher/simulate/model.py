@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 Profile = Literal["balanced", "optimize-utilization"]
+PodQueue = Literal["oldest-first", "newest-first"]
 
 
 class _Strict(BaseModel):
@@ -115,6 +116,9 @@ class ClusterModel(_Strict):
     controller: Controller
     steps: dict[str, Steps]
     pipeline: list[PipelineStep] = Field(default_factory=_order_pipeline, min_length=1)
+    pod_queue: PodQueue = Field(
+        default="oldest-first", description="which waiting pod gets room that frees"
+    )
     retry_limit: int = Field(default=3, ge=0, description="retries before the fallback pool")
     retry_backoff_seconds: float = Field(
         default=30, ge=0, description="first retry's delay (template retry-backoff)"

@@ -5,9 +5,14 @@ before it ends and queued for room on its pool like every other pending pod. The
 live Workflows therefore interleave pod by pod, and a Workflow ends only when its slowest order
 has been through that queue five or six times; a model that held one pod slot per order chain
 ends the first Workflows far too early. So a :class:`Pod` here is one order of a running
-Workflow, standing for the pod of the step it is on: it waits in its pool's queue (first come,
-first served, from the moment the controller creates it), holds its class's CPU and memory on a
-node while the step runs, and goes back to the end of the queue for its next step.
+Workflow, standing for the pod of the step it is on: it waits in its pool's queue from the
+moment the controller creates it, holds its class's CPU and memory on a node while the step
+runs, and goes back to the end of the queue for its next step.
+
+Which waiting pod gets room that frees is the model's ``pod_queue``: the oldest (a strict FIFO)
+or the newest. kube-scheduler sits between the two: a new pod is tried at once, while one that
+did not fit waits out a backoff of 1 s doubling to 10 s before it is tried again, so with
+short steps the pods just created win most freed room.
 
 CPU is kept in millicores and memory in MiB, as integers: a node's free room goes up and down
 millions of times in a long run, and float sums would drift until an exact fit no longer fits.
@@ -73,8 +78,9 @@ class Pod:
 class PoolState:
     """The nodes of one pool, the pods waiting for room, and what the nodes cost so far."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, newest_first: bool = False) -> None:
         self.pool = pool
+        self.newest_first = newest_first
         self.cpu = round(pool.cpu * 1000)
         self.memory = math.floor(pool.memory_gib * 1024)
         self.nodes: list[Node] = []
@@ -131,20 +137,22 @@ class PoolState:
 
     def place(self, now: float) -> list[Pod]:
         """Bind waiting pods that are created by ``now`` to ready nodes with room; return
-        those bound. First come, first served: the head waits if nothing fits it."""
+        those bound. First come, first served (or newest first): the pod whose turn it is
+        waits if nothing fits it."""
         bound: list[Pod] = []
         pending, open_nodes = self.pending, self.open
         while pending and open_nodes:
-            pod = pending[0]
-            if pod.ready_at > now:
+            i = self._next(now)
+            if i < 0:
                 break
+            pod = pending[i]
             cpu, memory = pod.cpu, pod.memory
             for node in open_nodes:
                 if node.cpu_free >= cpu and node.memory_free >= memory:
                     break
             else:
                 break
-            pending.popleft()
+            del pending[i]
             self._need -= pod.share
             node.cpu_free -= cpu
             node.memory_free -= memory
@@ -155,19 +163,33 @@ class PoolState:
                 del open_nodes[node]
         return bound
 
+    def _next(self, now: float) -> int:
+        """Where in the queue the pod to bind next is (-1: none is created yet): its head,
+        or with ``newest_first`` the pod created last."""
+        pending = self.pending
+        if not self.newest_first:
+            return 0 if pending[0].ready_at <= now else -1
+        i = len(pending) - 1
+        while i >= 0 and pending[i].ready_at > now:
+            i -= 1
+        return i
+
     def hand_over(self, pod: Pod, now: float) -> Pod | None:
         """A saturated pool's fast path, most events of a long run: ``pod`` ends a step and
-        queues for its next one here, and the head of the queue (created, the same shape)
+        queues for its next one here, and the pod whose turn it is (created, the same shape)
         takes its room on its node. Only when no other node has room, where first fit would
         have bound the head already. Returns the head, or None when the path does not apply."""
         pending = self.pending
         if self.open or not pending:
             return None
-        head = pending[0]
-        node = pod.node
-        if head.shape is not pod.shape or head.ready_at > now or node is None:
+        i = self._next(now)
+        if i < 0:
             return None
-        pending.popleft()
+        head = pending[i]
+        node = pod.node
+        if head.shape is not pod.shape or node is None:
+            return None
+        del pending[i]
         pods = node.pods
         del pods[pod]
         pods[head] = None

@@ -111,6 +111,13 @@ def test_steps_of_live_workflows_interleave_so_workflows_end_together(
     first_workflow_done = min(results.workflow_latencies)
     assert first_workflow_done > 0.75 * results.makespan
     assert results.latency(0.5) > 0.6 * results.makespan
+    # Newest first (the pod just created wins freed room): an order once started runs
+    # through, and Workflows end one after another instead.
+    newest = _one_node(config).model_copy(update={"pod_queue": "newest-first"})
+    other = simulate(parse_swarm("gen:burst:n=200,seed=2"), settings=config, model=newest)
+    assert len(other.latencies) == small_orders
+    assert min(other.workflow_latencies) < 0.5 * other.makespan
+    assert other.latency(0.5) < results.latency(0.5)
 
 
 def test_every_spot_attempt_preempted_ends_on_the_on_demand_fallback(
