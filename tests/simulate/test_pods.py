@@ -153,3 +153,21 @@ def test_a_configuration_runs_on_its_environments_pools(dev_settings: Settings) 
     assert on_prod.model.pools == model.environments["prod"]
     assert on_prod.model.pool("small-spot").max_nodes == 60
     assert on_dev.model.pool("small-spot").max_nodes == 5
+
+
+def test_empty_nodes_go_at_most_scale_down_nodes_per_scan(dev_settings: Settings) -> None:
+    """Nodes scaled up for a burst go together once unneeded, or one per scan when the
+    autoscaler removes one at a time (Karpenter before its budgets were named)."""
+    small = next(c for c in dev_settings.classes if c.name == "small")
+    config = dev_settings.model_copy(update={"classes": [small]})
+    model = load_model("test-cluster-autoscaled")
+    swarm = parse_swarm("gen:burst:n=300,seed=3")
+    together = simulate(swarm, settings=config, model=model)
+    scaler = model.autoscaler.model_copy(update={"scale_down_nodes_per_scan": 1})
+    one_by_one = simulate(
+        swarm, settings=config, model=model.model_copy(update={"autoscaler": scaler})
+    )
+    assert together.peak_nodes["small-spot"] >= 3
+    assert one_by_one.makespan == together.makespan
+    extra = one_by_one.node_seconds["small-spot"] - together.node_seconds["small-spot"]
+    assert extra >= model.autoscaler.scan_seconds  # the last nodes waited for their turn
