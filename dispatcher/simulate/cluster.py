@@ -62,6 +62,8 @@ class SimulatedCluster:
         self.model, self.agenda, self.workflows, self.results = model, agenda, workflows, results
         newest = model.pod_queue == "newest-first"
         self.pools = {p.name: PoolState(p, newest_first=newest) for p in model.pools}
+        for state in self.pools.values():
+            state.preempt_share = state.pool.preemptions_per_attempt if state.pool.spot else 0.0
         self._rng = random.Random(seed)  # noqa: S311 - reproducible simulation
         self._sample = sample
         self._classes: dict[str, _Class] = {}
@@ -89,9 +91,11 @@ class SimulatedCluster:
         controller = model.controller
         self._gap, self._pod_start = controller.step_gap_seconds, controller.pod_start_seconds
         self._parallelism = controller.parallelism
-        self._attempt_preemption = {
-            p.name: p.preemptions_per_attempt if p.spot else 0.0 for p in model.pools
-        }
+        rate = controller.pods_per_second
+        self._pod_interval = 1 / rate if rate else 0.0
+        self._pods_free = 0.0
+        self._retry_limit = model.retry_limit
+        self._clock = agenda.clock
         self._controller_free = 0.0
         self._scanning = False
         self._wakes: dict[str, float] = {}
@@ -129,6 +133,14 @@ class SimulatedCluster:
             self._pods_for_flags[flags] = count
         return count
 
+    def _creation(self, due: float) -> float:
+        """When a pod due at ``due`` is created: the controller creates ``pods_per_second`` at
+        most (its API client's rate limit), in the order they fall due."""
+        if self._pod_interval:
+            due = max(due, self._pods_free)
+            self._pods_free = due + self._pod_interval
+        return due
+
     def _start_order(self, workflow: Workflow, now: float) -> None:
         at, size, flags = workflow.orders[workflow.started]
         workflow.started += 1
@@ -139,7 +151,7 @@ class SimulatedCluster:
         steps = self._steps(flags)
         pod = Pod(workflow, at, seconds, steps, shape.cpu, shape.memory, shape, spec.pool)
         pod.done = partial(self._pod_done, pod)
-        pod.ready_at = now + self._gap
+        pod.ready_at = self._creation(now + self._gap)
         spec.pool.enqueue(pod)
 
     def _place(self, state: PoolState) -> None:
@@ -158,8 +170,8 @@ class SimulatedCluster:
 
     def _run(self, pod: Pod, now: float, state: PoolState) -> None:
         """A bound pod runs: when it ends, and whether preempted (a draw per spot attempt)."""
-        share = self._attempt_preemption[state.pool.name]
-        if share and pod.attempt < self.model.retry_limit and self._rng.random() < share:
+        share = state.preempt_share
+        if share and pod.attempt < self._retry_limit and self._rng.random() < share:
             pod.failing = True
             pod.due = now + self._pod_start + self._rng.random() * pod.seconds
         else:
@@ -167,7 +179,8 @@ class SimulatedCluster:
         self.agenda.at(pod.due, pod.done)  # type: ignore[arg-type]
 
     def _pod_done(self, pod: Pod) -> None:
-        now = self.agenda.now
+        # The hottest function of a long run (once per step attempt): kept flat on purpose.
+        now = self._clock.now
         if now != pod.due or pod.node is None:
             return  # its node was reclaimed meanwhile; it runs again elsewhere
         state: PoolState = pod.state  # type: ignore[assignment]
@@ -175,7 +188,8 @@ class SimulatedCluster:
         if next_step:
             pod.steps_left -= 1
             pod.attempt = 0
-            pod.ready_at = now + self._gap
+            due = now + self._gap
+            pod.ready_at = self._creation(due) if self._pod_interval else due
             if pod.home is state:
                 head = state.hand_over(pod, now)
                 if head is not None:
@@ -238,7 +252,7 @@ class SimulatedCluster:
         self.agenda.after(delay, partial(self._retry, pod, state))
 
     def _retry(self, pod: Pod, state: PoolState) -> None:
-        pod.ready_at = self.agenda.now
+        pod.ready_at = self._creation(self.agenda.now)
         state.enqueue(pod)
         self._place(state)
 

@@ -80,6 +80,9 @@ class Controller(_Strict):
     step_gap_seconds: float = Field(
         default=1.0, ge=0, description="a step pod ends -> the next step's pod is created"
     )
+    pods_per_second: float | None = Field(
+        default=None, gt=0, description="pods the controller creates at most; null = unbounded"
+    )
 
 
 class Steps(_Strict):

@@ -81,6 +81,7 @@ class PoolState:
     def __init__(self, pool: Pool, *, newest_first: bool = False) -> None:
         self.pool = pool
         self.newest_first = newest_first
+        self.preempt_share = 0.0  # of the attempts bound here (spot pools only)
         self.cpu = round(pool.cpu * 1000)
         self.memory = math.floor(pool.memory_gib * 1024)
         self.nodes: list[Node] = []
@@ -182,8 +183,13 @@ class PoolState:
         pending = self.pending
         if self.open or not pending:
             return None
-        i = self._next(now)
-        if i < 0:
+        if self.newest_first:
+            i = self._next(now)
+            if i < 0:
+                return None
+        elif pending[0].ready_at <= now:
+            i = 0
+        else:
             return None
         head = pending[i]
         node = pod.node

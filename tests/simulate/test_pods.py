@@ -171,3 +171,18 @@ def test_empty_nodes_go_at_most_scale_down_nodes_per_scan(dev_settings: Settings
     assert one_by_one.makespan == together.makespan
     extra = one_by_one.node_seconds["small-spot"] - together.node_seconds["small-spot"]
     assert extra >= model.autoscaler.scan_seconds  # the last nodes waited for their turn
+
+
+def test_the_controller_creates_pods_per_second_at_most(dev_settings: Settings) -> None:
+    small = next(c for c in dev_settings.classes if c.name == "small")
+    config = dev_settings.model_copy(update={"classes": [small]})
+    model = _one_node(config)
+    controller = model.controller.model_copy(update={"pods_per_second": 0.5})
+    swarm = parse_swarm("gen:burst:n=60,seed=8")
+    free = simulate(swarm, settings=config, model=model)
+    slow = simulate(
+        swarm, settings=config, model=model.model_copy(update={"controller": controller})
+    )
+    pods = 5 * len(slow.latencies)  # dev: 5 steps an order, 6 with enrich
+    assert len(slow.latencies) == len(free.latencies) > 40
+    assert slow.makespan >= pods / 0.5 > free.makespan
