@@ -10,7 +10,8 @@ in the run directory, or the file its ``run.economics`` names) is simulated with
 step times and preemption share, so a model fits runs made under different profiles.
 
 ``--fit FIELD=LOW..HIGH/STEP`` grid-searches one number of the model (``controller.<field>``,
-``autoscaler.<field>``, ``pools.<field>`` for every pool, or a top-level field) for the
+``autoscaler.<field>``, ``pools.<field>`` for every pool, ``pools.<pool>.<field>``, or a
+top-level field) for the
 smallest mean error over the runs given (makespan, or ``--objective all``: the mean of the
 four), which is how the numbers marked "fitted" in ``simulate/models/test-cluster*.yaml`` were
 found. The runs given to a fit are its sample: report the others as out of sample.
@@ -132,21 +133,29 @@ def errors(sim: dict[str, float], real: dict[str, float | None]) -> dict[str, fl
 
 def with_value(model: ClusterModel, field: str, value: float) -> ClusterModel:
     """The model with one number changed: ``controller.x``, ``autoscaler.x``, ``pools.x`` (all
-    pools, every environment's too) or a top-level ``x``; a profile map gets both profiles."""
+    pools, every environment's too), ``pools.<pool>.x`` (that pool), or a top-level ``x``; a
+    profile map gets both profiles."""
     section, _, name = field.rpartition(".")
-    if section == "pools":
-        environments = {
-            env: [p.model_copy(update={name: value}) for p in listed]
-            for env, listed in model.environments.items()
-        }
-        pools = [p.model_copy(update={name: value}) for p in model.pools]
-        return model.model_copy(update={"pools": pools, "environments": environments})
+    if section == "pools" or section.startswith("pools."):
+        only = section.removeprefix("pools").removeprefix(".")
+
+        def change(listed: list[Any]) -> list[Any]:
+            return [p.model_copy(update={name: _typed(getattr(p, name), value)})
+                    if only in ("", p.name) else p for p in listed]  # fmt: skip
+
+        environments = {env: change(listed) for env, listed in model.environments.items()}
+        return model.model_copy(update={"pools": change(model.pools), "environments": environments})
     if section:
         part = getattr(model, section)
         current = getattr(part, name)
-        new = dict.fromkeys(current, value) if isinstance(current, dict) else value
+        new = dict.fromkeys(current, value) if isinstance(current, dict) else _typed(current, value)
         return model.model_copy(update={section: part.model_copy(update={name: new})})
-    return model.model_copy(update={name: value})
+    return model.model_copy(update={name: _typed(getattr(model, name), value)})
+
+
+def _typed(current: Any, value: float) -> float | int:
+    """A whole number where the model holds an int (node counts, retry limits)."""
+    return int(value) if isinstance(current, int) and not isinstance(current, bool) else value
 
 
 def parse_fit(spec: str) -> tuple[str, list[float]]:

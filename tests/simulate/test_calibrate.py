@@ -93,6 +93,10 @@ def test_a_fit_finds_the_number_a_run_was_made_with(tmp_path: Path) -> None:
     slow = with_value(model, "pools.scale_up_seconds", 60.0)
     assert {p.scale_up_seconds for p in slow.pools} == {60.0}
     assert {p.scale_up_seconds for p in slow.environments["prod"]} == {60.0}
+    one = with_value(model, "pools.medium-spot.max_nodes", 9)
+    assert [p.max_nodes for p in one.pools] == [5, 9, 2, 1]
+    assert isinstance(one.pools[1].max_nodes, int)
+    assert one.environments["prod"][1].max_nodes == 9
     both = with_value(model, "autoscaler.scale_down_unneeded_seconds", 40.0)
     assert set(both.autoscaler.scale_down_unneeded_seconds.values()) == {40.0}
 
