@@ -160,7 +160,9 @@ def test_empty_nodes_go_at_most_scale_down_nodes_per_scan(dev_settings: Settings
     autoscaler removes one at a time (Karpenter before its budgets were named)."""
     small = next(c for c in dev_settings.classes if c.name == "small")
     config = dev_settings.model_copy(update={"classes": [small]})
-    model = load_model("test-cluster-autoscaled")
+    shipped = load_model("test-cluster-autoscaled")
+    scaler = shipped.autoscaler.model_copy(update={"scale_down_nodes_per_scan": None})
+    model = shipped.model_copy(update={"autoscaler": scaler})
     swarm = parse_swarm("gen:burst:n=300,seed=3")
     together = simulate(swarm, settings=config, model=model)
     scaler = model.autoscaler.model_copy(update={"scale_down_nodes_per_scan": 1})
