@@ -83,7 +83,8 @@ class Simulation:
         )
         self.upstream = Upstream(swarm, settings=settings, rate=model.pubsub_deliveries_per_second)
         self._sampled_at = -1e18
-        #: Called after each simulated instant (tests check invariants here).
+        #: Called after each run of events that ends at one the engine sees, or at a time it
+        #: asked for: where limits can change (tests check invariants here).
         self.on_event: Callable[[Simulation], None] | None = None
 
     # -- the loop --------------------------------------------------------------------------
