@@ -5,13 +5,22 @@ Why: a simulator is worth what its error is. For every run directory given
 ``bench/local_swarm.py`` writes them; ``python -m bench.swarm`` runs on the autoscaled test
 cluster use the same layout), the same swarm is simulated with the same configuration on a
 cluster model, and the relative error on makespan, node-seconds and latency p50/p99 is
-reported. ``--fit`` grid-searches the model's per-order step time (one value for every
-class: kwok pods take the same time whatever the input) for the smallest mean makespan error,
-which is how ``simulate/models/test-cluster.yaml`` was fitted.
+reported. A run of the autoscaled stack that names its economics profile (``economics.yaml``
+in the run directory, or the file its ``run.economics`` names) is simulated with that profile's
+step times and preemption share, so a model fits runs made under different profiles.
+
+``--fit FIELD=LOW..HIGH/STEP`` grid-searches one number of the model (``controller.<field>``,
+``autoscaler.<field>``, ``pools.<field>`` for every pool, ``pools.<pool>.<field>``, or a
+top-level field) for the
+smallest mean error over the runs given (makespan, or ``--objective all``: the mean of the
+four), which is how the numbers marked "fitted" in ``simulate/models/test-cluster*.yaml`` were
+found. The runs given to a fit are its sample: report the others as out of sample.
 
 Usage:
-    .venv/bin/python -m bench.calibrate bench/runs/*
-    .venv/bin/python -m bench.calibrate bench/runs/* --fit 2..20 --json calibration.json
+    .venv/bin/python -m bench.calibrate bench/runs/local-*
+    .venv/bin/python -m bench.calibrate bench/runs/A bench/runs/B \
+        --cluster test-cluster-autoscaled --fit controller.step_gap_seconds=0..3/0.5 \
+        --objective all --json calibration.json
 """
 
 from __future__ import annotations
@@ -23,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.config import load_settings
+from dispatcher.local import economics
 from dispatcher.logging import configure
-from dispatcher.simulate.model import ClusterModel, load_model
+from dispatcher.simulate.model import ClusterModel, Steps, load_model
 from dispatcher.simulate.run import simulate
 from dispatcher.simulate.swarm import parse_swarm
 
@@ -58,10 +68,39 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def run_economics(run: Path, result: dict[str, Any]) -> economics.Economics | None:
+    """The economics profile the run was made with, when it says so and the file is here."""
+    named = (result.get("run") or {}).get("economics")
+    for path in (run / "economics.yaml", Path(str(named)) if named else None):
+        if path is not None and path.is_file():
+            return economics.load(path)
+    return None
+
+
+def with_economics(model: ClusterModel, profile: economics.Economics) -> ClusterModel:
+    steps = {
+        name: Steps(base_seconds=run.a, seconds_per_gib=run.b)
+        for name, run in profile.run_seconds.items()
+    }
+    share = profile.spot_preemption_rate
+
+    def pools(listed: list[Any]) -> list[Any]:
+        return [p.model_copy(update={"preemptions_per_attempt": share if p.spot else 0.0})
+                for p in listed]  # fmt: skip
+
+    environments = {env: pools(listed) for env, listed in model.environments.items()}
+    return model.model_copy(
+        update={"steps": steps, "pools": pools(model.pools), "environments": environments}
+    )
+
+
 def simulated(run: Path, result: dict[str, Any], model: ClusterModel) -> dict[str, float]:
     swarm_spec = str(result.get("swarm", "swarm.jsonl"))
     swarm = parse_swarm(swarm_spec if swarm_spec.startswith("gen:") else str(run / swarm_spec))
     settings = load_settings(run / str(result.get("config", "config.yaml")), environ={})
+    profile = run_economics(run, result)
+    if profile is not None:
+        model = with_economics(model, profile)
     results = simulate(swarm, settings=settings, model=model)
     # bench.swarm times an order to its Workflow's end (what its watch sees); local_swarm to
     # the end of the order's own DAG.
@@ -92,11 +131,41 @@ def errors(sim: dict[str, float], real: dict[str, float | None]) -> dict[str, fl
     }
 
 
-def with_step_seconds(model: ClusterModel, seconds: float) -> ClusterModel:
-    steps = {
-        name: s.model_copy(update={"base_seconds": seconds}) for name, s in model.steps.items()
-    }
-    return model.model_copy(update={"steps": steps})
+def with_value(model: ClusterModel, field: str, value: float) -> ClusterModel:
+    """The model with one number changed: ``controller.x``, ``autoscaler.x``, ``pools.x`` (all
+    pools, every environment's too), ``pools.<pool>.x`` (that pool), or a top-level ``x``; a
+    profile map gets both profiles."""
+    section, _, name = field.rpartition(".")
+    if section == "pools" or section.startswith("pools."):
+        only = section.removeprefix("pools").removeprefix(".")
+
+        def change(listed: list[Any]) -> list[Any]:
+            return [p.model_copy(update={name: _typed(getattr(p, name), value)})
+                    if only in ("", p.name) else p for p in listed]  # fmt: skip
+
+        environments = {env: change(listed) for env, listed in model.environments.items()}
+        return model.model_copy(update={"pools": change(model.pools), "environments": environments})
+    if section:
+        part = getattr(model, section)
+        current = getattr(part, name)
+        new = dict.fromkeys(current, value) if isinstance(current, dict) else _typed(current, value)
+        return model.model_copy(update={section: part.model_copy(update={name: new})})
+    return model.model_copy(update={name: _typed(getattr(model, name), value)})
+
+
+def _typed(current: Any, value: float) -> float | int:
+    """A whole number where the model holds an int (node counts, retry limits)."""
+    return int(value) if isinstance(current, int) and not isinstance(current, bool) else value
+
+
+def parse_fit(spec: str) -> tuple[str, list[float]]:
+    """``FIELD=LOW..HIGH/STEP`` -> the field and its grid."""
+    field, _, grid = spec.partition("=")
+    span, _, step_text = grid.partition("/")
+    low, _, high = span.partition("..")
+    step = float(step_text or 0.5)
+    count = round((float(high) - float(low)) / step) + 1
+    return field, [round(float(low) + step * i, 6) for i in range(count)]
 
 
 def calibrate(runs: list[Path], model: ClusterModel) -> list[dict[str, Any]]:
@@ -120,7 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--cluster", default="test-cluster")
-    parser.add_argument("--fit", help="LOW..HIGH: grid of step seconds to fit (step 0.5)")
+    parser.add_argument("--fit", help="FIELD=LOW..HIGH/STEP: a model number to fit (grid)")
+    parser.add_argument("--objective", choices=["makespan", "all"], default="makespan")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a model number for these runs (what they ran with), as --fit names it",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     configure("json", "critical")
@@ -129,15 +206,20 @@ def main(argv: list[str] | None = None) -> int:
         print("no run directory with a result.json", file=sys.stderr)
         return 1
     model = load_model(args.cluster)
+    for change in args.set:
+        field, _, value = change.partition("=")
+        model = with_value(model, field, float(value))
     if args.fit:
-        low, _, high = args.fit.partition("..")
-        grid = [float(low) + 0.5 * i for i in range(int((float(high) - float(low)) / 0.5) + 1)]
-        scored = [
-            (_mean_abs(calibrate(runs, with_step_seconds(model, s)), MEASURES[0]), s) for s in grid
-        ]
-        best_error, best = min(scored)
-        print(f"fit: step seconds {best} (mean |makespan error| {best_error:.1%})", file=sys.stderr)
-        model = with_step_seconds(model, best)
+        field, grid = parse_fit(args.fit)
+        keys = MEASURES if args.objective == "all" else MEASURES[:1]
+
+        def score(value: float) -> float:
+            rows = calibrate(runs, with_value(model, field, value))
+            return sum(_mean_abs(rows, key) for key in keys) / len(keys)
+
+        best_error, best = min((score(value), value) for value in grid)
+        print(f"fit: {field} = {best} (mean |error| {best_error:.1%})", file=sys.stderr)
+        model = with_value(model, field, best)
     rows = calibrate(runs, model)
     print(f"{'run':<24}" + "".join(f"{m.removesuffix('_seconds'):>22}" for m in MEASURES))
     for row in rows:

@@ -138,7 +138,7 @@ def _show(results: Results, *, swarm: Swarm, model: ClusterModel, wall: float) -
         ("workflows", ", ".join(f"{k} {v:,}" for k, v in results.workflows.items())),
         ("peak live Workflows", ", ".join(f"{k} {v}" for k, v in peaks.items())),
         ("peak Workflow objects", f"{results.peak_objects:,}"),
-        ("preemptions / retries", f"{results.preemptions} / {results.retries}"),
+        ("preempted attempts / orders retried", f"{results.preemptions} / {results.retries}"),
         ("re-parked (held past the lease)", f"{results.reparked:,}"),
         ("node-hours / cost", f"{doc['node_hours']:,.1f} h / ${doc['cost_usd']:,.2f}"),
         ("simulated in", f"{wall:.1f} s"),

@@ -2,8 +2,9 @@
 
 Why a file and not flags: an operator compares the same swarm on two clusters (GKE and the
 local test cluster), and every number in a model needs a comment saying where it came from.
-Node pools, the autoscaler's profile, the Argo controller and step durations per class are
-all the simulation knows about the world beyond the dispatcher's own (real) core.
+Node pools, the autoscaler's profile, the Argo controller, the order pipeline's steps and their
+durations per class are all the simulation knows about the world beyond the dispatcher's own
+(real) core.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 Profile = Literal["balanced", "optimize-utilization"]
+PodQueue = Literal["oldest-first", "newest-first"]
 
 
 class _Strict(BaseModel):
@@ -41,7 +43,10 @@ class Pool(_Strict):
     min_nodes: int = Field(default=0, ge=0)
     max_nodes: int = Field(ge=0)
     scale_up_seconds: float = Field(ge=0, description="pending pod seen -> node Ready")
+    #: Spot preemption, either way or both: whole nodes reclaimed at a rate (GKE's spot VMs),
+    #: or a share of step attempts (the test cluster's economics profile, per pod attempt).
     preemptions_per_node_hour: float = Field(default=0.0, ge=0)
+    preemptions_per_attempt: float = Field(default=0.0, ge=0, le=1)
 
     def price(self) -> float:
         return self.prices.spot if self.spot else self.prices.on_demand
@@ -57,6 +62,8 @@ class Autoscaler(_Strict):
     profile: Profile = "balanced"
     scan_seconds: float = Field(default=10, gt=0)
     scale_down_unneeded_seconds: dict[Profile, float] = Field(default_factory=_unneeded)
+    #: Empty nodes one pool gives up per scan at most (null: all that are unneeded).
+    scale_down_nodes_per_scan: int | None = Field(default=None, ge=1)
 
     def unneeded_seconds(self) -> float:
         return self.scale_down_unneeded_seconds.get(self.profile, 600.0)
@@ -70,14 +77,39 @@ class Controller(_Strict):
     parallelism: int = Field(default=20, ge=1, description="order-pipeline's main parallelism")
     ttl_seconds_after_success: float = Field(default=3600, ge=0)
     pod_start_seconds: float = Field(default=2.0, ge=0, description="bound pod -> running")
+    step_gap_seconds: float = Field(
+        default=1.0, ge=0, description="a step pod ends -> the next step's pod is created"
+    )
+    pods_per_second: float | None = Field(
+        default=None, gt=0, description="pods the controller creates at most; null = unbounded"
+    )
 
 
 class Steps(_Strict):
-    """Seconds one order's whole step chain takes: ``base + per_gib * input GiB``."""
+    """Seconds one step pod of an order runs: ``base + per_gib * input GiB``."""
 
     base_seconds: float = Field(ge=0)
     seconds_per_gib: float = Field(ge=0)
     max_seconds: float = Field(default=43_200, gt=0, description="activeDeadlineSeconds")
+
+
+class PipelineStep(_Strict):
+    """One task of the order DAG; an optional one runs when the order's flag says so."""
+
+    name: str
+    optional: bool = False
+
+
+def _order_pipeline() -> list[PipelineStep]:
+    """workflow_templates/order-pipeline.yaml's ``order`` DAG, in order (a test compares)."""
+    return [
+        PipelineStep(name="fetch-input"),
+        PipelineStep(name="validate"),
+        PipelineStep(name="process"),
+        PipelineStep(name="enrich", optional=True),
+        PipelineStep(name="qc", optional=True),
+        PipelineStep(name="publish-output"),
+    ]
 
 
 class ClusterModel(_Strict):
@@ -86,10 +118,25 @@ class ClusterModel(_Strict):
     autoscaler: Autoscaler = Autoscaler()
     controller: Controller
     steps: dict[str, Steps]
+    pipeline: list[PipelineStep] = Field(default_factory=_order_pipeline, min_length=1)
+    pod_queue: PodQueue = Field(
+        default="oldest-first", description="which waiting pod gets room that frees"
+    )
     retry_limit: int = Field(default=3, ge=0, description="retries before the fallback pool")
+    retry_backoff_seconds: float = Field(
+        default=30, ge=0, description="first retry's delay (template retry-backoff)"
+    )
+    retry_backoff_factor: float = Field(default=2, ge=1, description="each next retry's delay x")
     pubsub_deliveries_per_second: float | None = Field(
         default=None, gt=0, description="delivery rate to the dispatcher; null = unbounded"
     )
+    #: Pools per environment where they differ (the local stack runs the pools of the overlay
+    #: it was started with): a configuration whose ``environment`` is listed runs on those.
+    environments: dict[str, list[Pool]] = Field(default_factory=dict)
+
+    def for_environment(self, environment: str) -> ClusterModel:
+        pools = self.environments.get(environment)
+        return self if pools is None else self.model_copy(update={"pools": pools})
 
     def pool(self, name: str) -> Pool:
         for pool in self.pools:

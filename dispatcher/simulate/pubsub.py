@@ -16,10 +16,11 @@ from collections.abc import Iterator
 
 from dispatcher.core.classify import Classifier
 from dispatcher.core.settings import Settings
-from dispatcher.simulate.swarm import Arrival, Swarm
+from dispatcher.simulate.swarm import Arrival, StepFlags, Swarm
 
-#: (index, arrival time, input bytes, line, stream): what a delivery carries through the engine.
-Receipt = tuple[int, float, int, bytes, str]
+#: (index, arrival time, input bytes, line, stream, the order's own step flags): what a
+#: delivery carries through the engine.
+Receipt = tuple[int, float, int, bytes, str, StepFlags]
 DIRECT = ""
 
 
@@ -58,7 +59,14 @@ class Upstream:
             size_class = self._classify(arrival.size_bytes) if arrival.size_bytes else None
             stream = size_class.name if size_class is not None else self._first
             self.queues[stream].append(
-                (self.published, arrival.at, arrival.size_bytes, arrival.line, stream)
+                (
+                    self.published,
+                    arrival.at,
+                    arrival.size_bytes,
+                    arrival.line,
+                    stream,
+                    arrival.steps,
+                )
             )
             self.published += 1
             arrival = next(self._arrivals, None)
@@ -97,7 +105,8 @@ class Upstream:
             if arrival is not None and arrival.at <= now:
                 self._next = next(self._arrivals, None)
                 self.published += 1
-                return (self.published - 1, arrival.at, arrival.size_bytes, arrival.line, stream)
+                index = self.published - 1
+                return (index, arrival.at, arrival.size_bytes, arrival.line, stream, arrival.steps)
         return queue.popleft() if queue else None
 
     def next_time(self, now: float) -> float | None:

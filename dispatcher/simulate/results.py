@@ -41,8 +41,8 @@ class Results:
     dead_lettered: int = 0
     duplicates: int = 0
     reparked: int = 0
-    preemptions: int = 0
-    retries: int = 0
+    preemptions: int = 0  # step attempts lost to spot preemption (bench.swarm counts the same)
+    retries: int = 0  # orders that ran some step again (bench.swarm: preempted_orders_retried)
     peak_live_total: int = 0
     peak_objects: int = 0
     #: per order: its publish -> its own step chain done

@@ -58,6 +58,7 @@ class Simulation:
         horizon_seconds: float = HORIZON_SECONDS,
     ) -> None:
         self.horizon_seconds = horizon_seconds
+        model = model.for_environment(settings.environment)
         self.swarm, self.settings, self.model = swarm, settings, model
         self.agenda = Agenda()
         self.clock = self.agenda.clock
@@ -82,7 +83,8 @@ class Simulation:
         )
         self.upstream = Upstream(swarm, settings=settings, rate=model.pubsub_deliveries_per_second)
         self._sampled_at = -1e18
-        #: Called after each simulated instant (tests check invariants here).
+        #: Called after each run of events that ends at one the engine sees, or at a time it
+        #: asked for: where limits can change (tests check invariants here).
         self.on_event: Callable[[Simulation], None] | None = None
 
     # -- the loop --------------------------------------------------------------------------
@@ -97,10 +99,10 @@ class Simulation:
         try:
             while True:
                 self._settle()
-                when = self._next_time()
+                when, until = self._next_time()
                 if when is None or when > self.horizon_seconds:
                     break
-                self.agenda.run_until(when)
+                self.agenda.run_until(when, until=min(until, self.horizon_seconds))
                 if self.on_event is not None:
                     self.on_event(self)
         finally:
@@ -114,11 +116,10 @@ class Simulation:
         while self._deliver():
             self._carry_out(self.engine.tick())
 
-    def _next_time(self) -> float | None:
+    def _next_time(self) -> tuple[float | None, float]:
+        """When the next thing happens, and until when the agenda may run events on its own
+        (the engine's deadline or the next delivery, whichever comes first)."""
         times = []
-        upcoming = self.agenda.next_time()
-        if upcoming is not None:
-            times.append(upcoming)
         # The service polls batches held at a cap every 50 ms; here a cap can only open at
         # an event (a Workflow finishing, an object deleted), after which the loop ticks
         # anyway, so only a wait for a rate token needs the poll.
@@ -129,7 +130,11 @@ class Simulation:
         upstream = self.upstream.next_time(self.clock.now)
         if upstream is not None:
             times.append(upstream)
-        return min(times) if times else None
+        until = min(times) if times else self.horizon_seconds
+        upcoming = self.agenda.next_time()
+        if upcoming is not None:
+            times.append(upcoming)
+        return (min(times) if times else None), until
 
     def _deliver(self) -> bool:
         """Hand the engine every message that is published and fits flow control."""
@@ -148,7 +153,7 @@ class Simulation:
                 if decision.workflow is not None:
                     receipt = decision.receipts[0]
                     self.workflows.by_name[decision.workflow].orders.append(
-                        (receipt[1], receipt[2])
+                        (receipt[1], receipt[2], receipt[5])
                     )
                 else:
                     self.results.duplicates += len(decision.receipts)
@@ -165,6 +170,7 @@ class Simulation:
                 self.results.reparked += 1
 
     def _created(self, name: str) -> None:
+        self.agenda.notice()
         self._carry_out(self.engine.outcome(Created(name)))
         self.cluster.created(self.workflows.by_name[name])
 

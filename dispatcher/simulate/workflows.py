@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dispatcher.core.clock import Clock
+from dispatcher.simulate.swarm import StepFlags
 
 REPLICA = "sim"
 
@@ -22,9 +23,11 @@ class Workflow:
     name: str
     size_class: str
     created_at: float
-    #: (arrival time, input bytes) of each order, as the acks of its create name them.
-    orders: list[tuple[float, int]] = field(default_factory=list)
-    lanes_left: int = 0
+    #: (arrival time, input bytes, step flags) of each order, as the acks of its create name
+    #: them.
+    orders: list[tuple[float, int, StepFlags]] = field(default_factory=list)
+    started: int = 0  # orders whose first step has been asked for (Argo's DAG, in order)
+    unfinished: int = 0  # orders started and not yet through their last step
 
 
 class SimulatedWorkflows:

@@ -30,3 +30,9 @@ def with_preemption(model: ClusterModel, rate: float) -> ClusterModel:
     """Spot pools that lose nodes often enough for a small test to see it."""
     pools = [p.model_copy(update={"preemptions_per_node_hour": rate}) for p in model.pools]
     return model.model_copy(update={"pools": pools})
+
+
+def with_attempt_preemption(model: ClusterModel, share: float) -> ClusterModel:
+    """Spot pools that lose this share of step attempts, as the test cluster's profile does."""
+    pools = [p.model_copy(update={"preemptions_per_attempt": share}) for p in model.pools]
+    return model.model_copy(update={"pools": pools})

@@ -15,13 +15,14 @@ from dispatcher.core import batching, engine, intake
 from dispatcher.simulate.model import MODELS_DIR, ClusterModel, load_model
 from dispatcher.simulate.run import Simulation, simulate
 from dispatcher.simulate.swarm import parse_swarm
-from tests.simulate.conftest import with_preemption
+from tests.simulate.conftest import with_attempt_preemption, with_preemption
 
 
+@pytest.mark.parametrize("per", ["node-hour", "attempt"])
 def test_two_runs_with_one_seed_give_the_same_document(
-    dev_settings: Settings, gke: ClusterModel
+    dev_settings: Settings, gke: ClusterModel, per: str
 ) -> None:
-    model = with_preemption(gke, 2.0)
+    model = with_preemption(gke, 2.0) if per == "node-hour" else with_attempt_preemption(gke, 0.1)
     swarm = parse_swarm("gen:ramp:n=400,seconds=300,seed=3")
     first = simulate(swarm, settings=dev_settings, model=model, seed=5).to_document()
     second = simulate(swarm, settings=dev_settings, model=model, seed=5).to_document()
@@ -63,7 +64,7 @@ CAP_CONFIGS = st.fixed_dictionaries(
         "orders": st.integers(1, 250),
         "curve": st.sampled_from(["burst", "ramp:n={n},seconds=120", "steady:n={n},rate=5"]),
         "seed": st.integers(0, 1000),
-        "preempt": st.sampled_from([0.0, 3.0]),
+        "preempt": st.sampled_from(["none", "node-hour", "attempt"]),
         "workflows_per_second": st.sampled_from([0.2, 5.0]),
     }
 )
@@ -88,9 +89,10 @@ def test_simulated_limits_are_never_exceeded(
             "ttl_seconds_after_success": 60,
         }
     )
-    model = with_preemption(gke, float(case["preempt"])).model_copy(
-        update={"controller": controller}
+    spot = {"none": gke, "node-hour": with_preemption(gke, 3.0)}.get(
+        str(case["preempt"]), with_attempt_preemption(gke, 0.3)
     )
+    model = spot.model_copy(update={"controller": controller})
     n = case["orders"]
     curve = str(case["curve"]).format(n=n)
     spec = f"gen:{curve}" if "n=" in curve else f"gen:{curve}:n={n}"
@@ -108,6 +110,12 @@ def test_simulated_limits_are_never_exceeded(
                 breaches.append(f"{name}: {live} live at {sim.clock.now}")
         if sim.workflows.objects > config.limits.max_workflow_objects:
             breaches.append(f"objects: {sim.workflows.objects} at {sim.clock.now}")
+        for state in sim.cluster.pools.values():
+            if len(state.nodes) > state.pool.max_nodes:
+                breaches.append(f"{state.pool.name}: {len(state.nodes)} nodes")
+            for node in state.nodes:
+                if node.cpu_free < 0 or node.memory_free < 0:
+                    breaches.append(f"{state.pool.name}: a node overcommitted at {sim.clock.now}")
 
     simulation.on_event = check
     results = simulation.run()
