@@ -29,6 +29,7 @@ from dispatcher.config import parse_settings
 from dispatcher.local import (
     builds,
     cluster,
+    cluster_objects,
     daemons,
     identities,
     nodepools,
@@ -145,6 +146,8 @@ def up(
             local = profile.annotate(local, profile.load(economics), infra=infra)
             say(f"economics profile {economics} on the step template")
         overlay.apply(kubectl, info.kubeconfig, local, force=True)
+        shipped = cluster_objects.apply_argo_snippet(admin)
+        say(f"Argo controller settings of k8s/argo merged: {', '.join(sorted(shipped))}")
         say(f"applied {len(local)} objects of {app_overlay} (server-side, as shipped)")
         orders_topic = topics.create(infra, project=settings.pubsub.project, host=host)
         say(f"topics and subscriptions of {infra_overlay} created in the emulator at {host}")

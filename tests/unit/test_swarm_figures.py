@@ -153,3 +153,21 @@ def test_targets_judge_the_ratios() -> None:
     autoscaled = {**result, "back_to_zero_s": 60.0, "run": {"consolidate_after": "15s"}}
     met = {name: ok for name, _, _, ok in targets(autoscaled)}
     assert met["pools back to zero"] is False  # the naive phase took 140 s > 15 + 120
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_naive_runs_everything_on_demand_where_it_fits(environment: str) -> None:
+    from pathlib import Path
+
+    from bench.swarm_naive import ONDEMAND, naive_settings
+    from dispatcher.config import load_settings
+
+    shipped = load_settings(Path(__file__).parents[2] / "config" / f"{environment}.yaml")
+    naive = naive_settings(shipped, environment="naive")
+    for ours, theirs in zip(shipped.classes, naive.classes, strict=True):
+        assert not theirs.spot
+        # Spot classes move to the on-demand pool; an on-demand class (prod's `large`, whose
+        # pods do not fit the on-demand pool's machines) keeps its own.
+        expected = ONDEMAND if ours.spot else ours.node_pool
+        assert theirs.node_pool == expected
+        assert (theirs.fallback_node_pool or theirs.node_pool) in {ONDEMAND, ours.node_pool}
