@@ -129,10 +129,12 @@ class Recorder:
         now = time.monotonic()
         data = body if isinstance(body, dict) else self._api.sanitize_for_serialization(body)
         name = data["metadata"]["name"]
+        pool = (data["metadata"].get("labels") or {}).get(POOL_LABEL, "")
+        if not pool:  # not a node pool's Node: the local dispatcher's stand-in (standin.py)
+            return
         with self._lock:
             life = self.nodes.get(name)
             if life is None:
-                pool = (data["metadata"].get("labels") or {}).get(POOL_LABEL, "")
                 machine, spot, vcpus, gib = node_shape(data)
                 life = NodeLife(name, pool, machine, spot, vcpus, gib, born=now)
                 self.nodes[name] = life

@@ -171,3 +171,14 @@ def test_naive_runs_everything_on_demand_where_it_fits(environment: str) -> None
         expected = ONDEMAND if ours.spot else ours.node_pool
         assert theirs.node_pool == expected
         assert (theirs.fallback_node_pool or theirs.node_pool) in {ONDEMAND, ours.node_pool}
+
+
+def test_recorder_counts_pool_nodes_only() -> None:
+    # The local stack's stand-in Node for `dispatcher run` has no pool: counted, it kept every
+    # run from ever seeing its pools back at zero.
+    recorder = Recorder(None, metrics_url="", etcd_url="")
+    shape = {"node.kubernetes.io/instance-type": "e2-standard-4"}
+    pool = {"cloud.google.com/gke-nodepool": "small-spot", **shape}
+    recorder._node("ADDED", {"metadata": {"name": "n1", "labels": pool}, "status": {}})
+    recorder._node("ADDED", {"metadata": {"name": "standin", "labels": {}}, "status": {}})
+    assert set(recorder.nodes) == {"n1"}
