@@ -182,3 +182,30 @@ def test_recorder_counts_pool_nodes_only() -> None:
     recorder._node("ADDED", {"metadata": {"name": "n1", "labels": pool}, "status": {}})
     recorder._node("ADDED", {"metadata": {"name": "standin", "labels": {}}, "status": {}})
     assert set(recorder.nodes) == {"n1"}
+
+
+def test_a_failed_list_or_watch_means_listing_again() -> None:
+    import threading
+
+    from bench.swarm_watch import _stream
+
+    stop = threading.Event()
+    calls: list[str] = []
+    seen: list[str] = []
+
+    def list_call(**kw: object) -> dict[str, object]:
+        calls.append("watch" if kw.get("watch") else "list")
+        if kw.get("watch"):
+            raise TimeoutError("read timed out")  # a loaded API server
+        if calls.count("list") == 1:
+            raise ConnectionResetError("reset")
+        return {"items": [{"name": f"wf-{len(calls)}"}], "metadata": {"resourceVersion": "7"}}
+
+    def on(kind: str, item: dict[str, str]) -> None:
+        seen.append(item["name"])
+        if len(seen) == 2:
+            stop.set()
+
+    _stream(list_call, stop, on, pause=0.0)
+    assert calls[0] == "list" and calls.count("list") == 3  # failed list, then listed again
+    assert seen == ["wf-2", "wf-4"]
