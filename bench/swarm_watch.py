@@ -119,14 +119,18 @@ class Recorder:
         labels = meta.get("labels") or {}
         status = body.get("status") or {}
         with self._lock:
-            seen = self.workflows.get(meta["name"])
+            # Keyed by namespace too: a naive Workflow for the same order ids has the same name
+            # (render.workflow_name hashes them), and a run whose seed met an earlier run's
+            # naive seed on the same stack lost 3 Workflows to that.
+            key = f"{meta.get('namespace', '')}/{meta['name']}"
+            seen = self.workflows.get(key)
             if seen is None:
                 ids = json.loads((meta.get("annotations") or {}).get(ANNOTATION_ORDER_IDS, "[]"))
                 seen = WorkflowSeen(
                     labels.get(LABEL_ENVIRONMENT, ""), labels.get(LABEL_CLASS, "?"),
                     frozenset(ids), now,
                 )  # fmt: skip
-                self.workflows[meta["name"]] = seen
+                self.workflows[key] = seen
             if kind == "DELETED":
                 seen.deleted = True
             phase = status.get("phase") or ""

@@ -83,11 +83,11 @@ def test_recorder_times_the_first_end_and_counts_its_retries() -> None:
     }
     retried = {"r": {"type": "Retry", "children": ["a", "b"], "boundaryID": "o1-dag"}}
     recorder._workflow("ADDED", {"metadata": meta, "status": {"phase": "Running"}})
-    assert recorder.workflows["wf-1"].finished is None
+    assert recorder.workflows["/wf-1"].finished is None
     recorder._workflow(
         "MODIFIED", {"metadata": meta, "status": {"phase": "Succeeded", "nodes": retried}}
     )
-    seen = recorder.workflows["wf-1"]
+    seen = recorder.workflows["/wf-1"]
     first = seen.finished
     recorder._workflow("MODIFIED", {"metadata": meta, "status": {"phase": "Succeeded"}})
     assert (seen.orders, seen.phase, seen.finished) == (frozenset({"o1", "o2"}), "Succeeded", first)
@@ -182,6 +182,14 @@ def test_recorder_counts_pool_nodes_only() -> None:
     recorder._node("ADDED", {"metadata": {"name": "n1", "labels": pool}, "status": {}})
     recorder._node("ADDED", {"metadata": {"name": "standin", "labels": {}}, "status": {}})
     assert set(recorder.nodes) == {"n1"}
+
+
+def test_recorder_tells_namespaces_apart() -> None:
+    recorder = Recorder(None, metrics_url="", etcd_url="")
+    for namespace in ("burst-dispatcher", "burst-naive"):
+        meta = {"name": "bd-large-1", "namespace": namespace, "labels": {}}
+        recorder._workflow("ADDED", {"metadata": meta, "status": {"phase": "Succeeded"}})
+    assert len(recorder.workflows) == 2
 
 
 def test_a_failed_list_or_watch_means_listing_again() -> None:
