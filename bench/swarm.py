@@ -151,6 +151,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--extra-nodes", type=int, default=0,
         help="fixed stack only: kwok nodes added per dev pool for the run",
     )  # fmt: skip
+    parser.add_argument(
+        "--environment", choices=["dev", "prod"], default="dev",
+        help="whose overlays the stack runs (prod: the prod pools and config)",
+    )  # fmt: skip
     parser.add_argument("--check", action="store_true", help="exit 1 on any lost/duplicated order")
     return parser.parse_args(argv)
 

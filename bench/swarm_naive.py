@@ -6,7 +6,8 @@ before the ack, on nodes nobody sized for the order. This consumer does that on 
 and subscription of the same emulator, with the dispatcher's intake and renderer (so parsing is
 not what differs), its own environment label (so neither side counts the other's Workflows) and
 its own copy of the shipped WorkflowTemplate without the per-class semaphore (Argo Events has
-none); every class is pinned to the on-demand pool by the template's node-pool parameters.
+none); every spot class is moved to the on-demand pool by the template's node-pool parameters
+(a class already on on-demand machines keeps its pool).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ ARGO = ("argoproj.io", "v1alpha1")
 
 
 def naive_settings(settings: Settings, *, environment: str) -> Settings:
-    """The dispatcher's classes, every one on the on-demand pool and the naive template."""
+    """The dispatcher's classes on on-demand machines and the naive template: spot classes move
+    to the on-demand pool; a class already on on-demand keeps its pool (prod's `large` needs
+    n2-highmem-16, which the on-demand pool's n2-standard-8 cannot hold)."""
     classes = [
         c.model_copy(
             update={
-                "node_pool": ONDEMAND,
-                "fallback_node_pool": ONDEMAND,
+                "node_pool": ONDEMAND if c.spot else c.node_pool,
+                "fallback_node_pool": ONDEMAND if c.spot else c.fallback_node_pool,
                 "spot": False,
                 "template": TEMPLATE,
             }

@@ -139,6 +139,7 @@ def rig(args: argparse.Namespace, *, console: Console) -> Iterator[Rig]:
         lambda line: console.print(line, highlight=False),
         autoscaling=args.autoscaling,
         economics=args.economics if args.autoscaling else None,
+        environment=args.environment,
     )
     api = api_client(stack)
     limits = apply_limits(api, stack)

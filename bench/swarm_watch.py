@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import threading
 import time
 import urllib.request
@@ -22,7 +23,6 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
-from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.swarm_cost import NodeLife, node_shape
@@ -66,22 +66,32 @@ def retries(status: dict[str, Any]) -> tuple[int, int]:
     return attempts, len(orders)
 
 
-def _stream(list_call: Callable[..., Any], stop: threading.Event, on: Callable[..., None]) -> None:
-    """List, then watch from that resourceVersion; list again when the watch expires (410)."""
+def _stream(
+    list_call: Callable[..., Any],
+    stop: threading.Event,
+    on: Callable[..., None],
+    *,
+    pause: float = 1.0,
+) -> None:
+    """List, then watch from that resourceVersion; list again when the watch ends or fails.
+
+    Any failure (410 Gone, a read timeout or a 5xx from a loaded API server) means list again:
+    an exception that ended this thread once left a run's recorder blind for good (run
+    prod-700-s5002, stopped: 6 Workflows never seen)."""
     while not stop.is_set():
-        listing = list_call()
-        for item in listing["items"]:
-            on("ADDED", item)
-        version = listing["metadata"]["resourceVersion"]
         watcher = k8s_watch.Watch()
         try:
+            listing = list_call()
+            for item in listing["items"]:
+                on("ADDED", item)
+            version = listing["metadata"]["resourceVersion"]
             for event in watcher.stream(list_call, resource_version=version, timeout_seconds=30):
                 on(event["type"], event["object"])
                 if stop.is_set():
                     break
-        except ApiException as exc:
-            if exc.status != 410:
-                raise
+        except Exception as exc:  # noqa: BLE001 - every failure is answered by a new list
+            print(f"swarm watch: {type(exc).__name__}: {exc}; listing again", file=sys.stderr)
+            stop.wait(pause)
         finally:
             watcher.stop()
 
@@ -109,14 +119,18 @@ class Recorder:
         labels = meta.get("labels") or {}
         status = body.get("status") or {}
         with self._lock:
-            seen = self.workflows.get(meta["name"])
+            # Keyed by namespace too: a naive Workflow for the same order ids has the same name
+            # (render.workflow_name hashes them), and a run whose seed met an earlier run's
+            # naive seed on the same stack lost 3 Workflows to that.
+            key = f"{meta.get('namespace', '')}/{meta['name']}"
+            seen = self.workflows.get(key)
             if seen is None:
                 ids = json.loads((meta.get("annotations") or {}).get(ANNOTATION_ORDER_IDS, "[]"))
                 seen = WorkflowSeen(
                     labels.get(LABEL_ENVIRONMENT, ""), labels.get(LABEL_CLASS, "?"),
                     frozenset(ids), now,
                 )  # fmt: skip
-                self.workflows[meta["name"]] = seen
+                self.workflows[key] = seen
             if kind == "DELETED":
                 seen.deleted = True
             phase = status.get("phase") or ""
@@ -129,10 +143,12 @@ class Recorder:
         now = time.monotonic()
         data = body if isinstance(body, dict) else self._api.sanitize_for_serialization(body)
         name = data["metadata"]["name"]
+        pool = (data["metadata"].get("labels") or {}).get(POOL_LABEL, "")
+        if not pool:  # not a node pool's Node: the local dispatcher's stand-in (standin.py)
+            return
         with self._lock:
             life = self.nodes.get(name)
             if life is None:
-                pool = (data["metadata"].get("labels") or {}).get(POOL_LABEL, "")
                 machine, spot, vcpus, gib = node_shape(data)
                 life = NodeLife(name, pool, machine, spot, vcpus, gib, born=now)
                 self.nodes[name] = life

@@ -69,6 +69,13 @@ def local_group() -> None:
     "(default with --autoscaling: dispatcher/local/economics.yaml).",
 )
 @click.option("--no-economics", is_flag=True, help="With --autoscaling: pods end in 0.5 s.")
+@click.option(
+    "--environment",
+    type=click.Choice(["dev", "prod"]),
+    default="dev",
+    show_default=True,
+    help="Whose overlays to stand up (prod: the prod pools, limits and class topics).",
+)
 def up_command(
     orders: int,
     seed: int | None,
@@ -78,6 +85,7 @@ def up_command(
     autoscaling: bool,
     economics_file: Path | None,
     no_economics: bool,
+    environment: str,
 ) -> None:
     """Start (or reuse) the local stack, publish a swarm and follow it until it is done.
 
@@ -95,7 +103,9 @@ def up_command(
         click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
 
     try:
-        info = stack.up(say, autoscaling=autoscaling, economics=economics_file)
+        info = stack.up(
+            say, autoscaling=autoscaling, economics=economics_file, environment=environment
+        )
     except (RuntimeError, TimeoutError, AssertionError) as exc:
         raise click.ClickException(f"local up failed: {exc}") from exc
     say(f"stack up in {time.monotonic() - started:.1f}s; `dispatcher local status` shows it")

@@ -74,6 +74,23 @@ def install_argo_crds(api_client: k8s.ApiClient, bins: Path) -> None:
     procs.wait_for("Argo CRDs Established", established, READY_TIMEOUT)
 
 
+ARGO_SNIPPET = REPO_ROOT / "k8s" / "argo" / "workflow-controller-configmap.yaml"
+
+
+def apply_argo_snippet(api_client: k8s.ApiClient, snippet: Path = ARGO_SNIPPET) -> dict[str, str]:
+    """Merge the shipped controller settings (k8s/argo, docs/deploy.md step 5) into the running
+    controller's ConfigMap, as an operator does; the controller watches it and takes them live.
+
+    Only the local stack does this: `templateReferencing: Strict` would refuse the inline
+    Workflows the tests' own cluster runs (the smoke Workflow, the loop tests' light template).
+    The local ConfigMap's own keys (metrics off) stay."""
+    data = {str(k): str(v) for k, v in yaml.safe_load(snippet.read_text())["data"].items()}
+    k8s.CoreV1Api(api_client).patch_namespaced_config_map(
+        ARGO_CONFIGMAP, ARGO_NAMESPACE, {"data": data}
+    )
+    return data
+
+
 def create_base_objects(api_client: k8s.ApiClient, *, fixed_nodes: bool = True) -> None:
     """The namespaces, Argo's ConfigMap and (unless an autoscaler makes them) the kwok nodes of
     every pool."""

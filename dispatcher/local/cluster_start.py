@@ -42,6 +42,11 @@ KUBECONFIG = "kubeconfig"
 # Argo rate-limits each Workflow's reconciliation to one per DEFAULT_REQUEUE_TIME (10s in
 # production): every step would cost ~10s here. Argo's own e2e tests run with 1s, so do we.
 ARGO_REQUEUE_TIME = "1s"
+# The controller's client-side rate limit and workers (docs/performance.md, "The Argo
+# controller's ceiling"); BURST_CLUSTER_ARGO_FLAGS replaces them (space-separated flags).
+# Argo's defaults (--qps 20, --burst 30 per client) throttled pod creation to ~2/s here; the
+# same flags are what docs/deploy.md asks of the platform's controller Deployment.
+ARGO_TUNING: tuple[str, ...] = ("--qps=100", "--burst=200")
 
 
 def _b64(path: Path) -> str:
@@ -249,6 +254,7 @@ def launch(
                     f"--configmap={ARGO_CONFIGMAP}",
                     "--executor-image=quay.io/argoproj/argoexec:v4.0.5",
                     "--loglevel=info",
+                    *os.environ.get("BURST_CLUSTER_ARGO_FLAGS", " ".join(ARGO_TUNING)).split(),
                 ],
                 env={
                     "LEADER_ELECTION_DISABLE": "true",

@@ -29,6 +29,7 @@ from dispatcher.config import parse_settings
 from dispatcher.local import (
     builds,
     cluster,
+    cluster_objects,
     daemons,
     identities,
     nodepools,
@@ -40,7 +41,9 @@ from dispatcher.local import (
 )
 from dispatcher.local import economics as profile
 
-OVERLAY, INFRA = "k8s/overlays/dev", "k8s/infra/overlays/dev"
+#: Environments the stack can stand up: dev by default; prod for swarm economics, so that the
+#: prod pools' sizes and limits (not dev's 5/3/2 nodes) set the pace (`--environment prod`).
+ENVIRONMENTS = ("dev", "prod")
 # The dispatcher runs as a local process; nothing scales it or scrapes it here.
 SKIPPED_KINDS = frozenset({"Deployment", "ScaledObject", "TriggerAuthentication", "PodMonitoring"})
 NODE_PREFIX = "gke-local-dev"
@@ -95,10 +98,20 @@ def _cluster_state(state: Path) -> contextlib.AbstractContextManager[None]:
     return cluster.state_override(state / "cluster")
 
 
-def up(say: Say, *, autoscaling: bool = False, economics: Path | None = None) -> StackInfo:
+def overlays(environment: str) -> tuple[str, str]:
+    """(application overlay, infra overlay) of one environment."""
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"no local stack for environment {environment!r}: {ENVIRONMENTS}")
+    return f"k8s/overlays/{environment}", f"k8s/infra/overlays/{environment}"
+
+
+def up(
+    say: Say, *, autoscaling: bool = False, economics: Path | None = None, environment: str = "dev"
+) -> StackInfo:
     """Start what is missing, reuse what runs, (re)apply the overlay; idempotent.
 
-    `autoscaling`: no fixed nodes; Karpenter scales the dev infra's pools from zero.
+    `autoscaling`: no fixed nodes; Karpenter scales the infra's pools from zero.
+    `environment`: whose overlays (app and infra) the stack applies; dev unless told.
     `economics`: an economics file (economics.py): step pods run for a time that follows their
     input size and spot attempts are preempted at its rate."""
     state = paths.local_state_dir()
@@ -106,8 +119,9 @@ def up(say: Say, *, autoscaling: bool = False, economics: Path | None = None) ->
     before = load(state)
     builds.ensure_built(say, autoscaling=autoscaling)
     kubectl = paths.bin_dir() / "kubectl"
-    app = overlay.render(kubectl, OVERLAY)
-    infra = overlay.render(kubectl, INFRA)
+    app_overlay, infra_overlay = overlays(environment)
+    app = overlay.render(kubectl, app_overlay)
+    infra = overlay.render(kubectl, infra_overlay)
     with _cluster_state(state):
         say("control plane + Argo controller (reused when healthy)")
         info = cluster.up(quiet=False, autoscaling=infra if autoscaling else None)
@@ -115,12 +129,12 @@ def up(say: Say, *, autoscaling: bool = False, economics: Path | None = None) ->
     config_map = next(
         d for d in app if d["kind"] == "ConfigMap" and d["metadata"]["name"] == CONFIG_MAP
     )
-    settings = parse_settings(config_map["data"]["config.yaml"], source=OVERLAY, environ={})
+    settings = parse_settings(config_map["data"]["config.yaml"], source=app_overlay, environ={})
     namespace = settings.namespace
     deployment = next(d for d in app if d["kind"] == "Deployment")
     with info.api_client() as admin:
         if autoscaling:
-            say("no fixed nodes: Karpenter makes them for the dev pools on demand")
+            say(f"no fixed nodes: Karpenter makes them for the {environment} pools on demand")
         else:
             nodes = overlay.pool_nodes(infra, NODE_PREFIX)
             overlay.ensure_nodes(admin, nodes)
@@ -132,9 +146,11 @@ def up(say: Say, *, autoscaling: bool = False, economics: Path | None = None) ->
             local = profile.annotate(local, profile.load(economics), infra=infra)
             say(f"economics profile {economics} on the step template")
         overlay.apply(kubectl, info.kubeconfig, local, force=True)
-        say(f"applied {len(local)} objects of {OVERLAY} (server-side, as shipped)")
+        shipped = cluster_objects.apply_argo_snippet(admin)
+        say(f"Argo controller settings of k8s/argo merged: {', '.join(sorted(shipped))}")
+        say(f"applied {len(local)} objects of {app_overlay} (server-side, as shipped)")
         orders_topic = topics.create(infra, project=settings.pubsub.project, host=host)
-        say(f"topics and subscriptions of {INFRA} created in the emulator at {host}")
+        say(f"topics and subscriptions of {infra_overlay} created in the emulator at {host}")
         token = state / "dispatcher.kubeconfig"
         restart = fresh_emulator or before is None or before.server != info.server
         if restart:

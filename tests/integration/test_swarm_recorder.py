@@ -60,8 +60,9 @@ def test_recorder_sees_a_node_come_and_go_and_a_workflow(k8s_cluster: Any) -> No
             )  # fmt: skip
             # Seen with its order ids (when it finishes is timed from the same events: the
             # unit tests replay them; waiting for Argo here would only test Argo's speed).
-            poll(lambda: f"rec-{tag}" in recorder.workflows, 60, "the Workflow's ADDED")
-            seen = recorder.workflows[f"rec-{tag}"]
+            key = f"{k8s_cluster.namespace}/rec-{tag}"
+            poll(lambda: key in recorder.workflows, 60, "the Workflow's ADDED")
+            seen = recorder.workflows[key]
             assert (seen.environment, seen.orders) == (f"r{tag}", frozenset({"o-1", "o-2"}))
             poll(lambda: len(recorder.samples) >= 2, 30, "two samples")
             assert recorder.samples[-1]["etcd_bytes"] > 0  # etcd's own /metrics answered

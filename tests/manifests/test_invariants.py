@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from dispatcher.config import Settings, load_settings, parse_settings
+from dispatcher.local import nodepools, nodes
 from tests.manifests import tools
 
 POOL_LABEL = "cloud.google.com/gke-nodepool"
@@ -438,6 +439,36 @@ def test_class_requests_fit_the_pool_machines(
             assert _quantity(size_class.memory) <= gib * 2**30 * 0.75, (
                 f"{size_class.name} on {pool_name}"
             )
+
+
+# What GKE's own DaemonSets (kube-proxy, fluentbit, gke-metrics-agent, pdcsi-node, ...) request
+# on every node, on top of the reservation that allocatable already leaves out: a few hundred
+# millicores and about half a GiB, depending on version and add-ons. Rounded up so a class that
+# passes here still packs on a node with more add-ons.
+DAEMONSET_CPU = 0.4
+DAEMONSET_MEMORY = 0.5 * 2**30
+
+
+def _pods_per_node(machine: str, *, cpu: float, memory: float) -> int:
+    shape = nodepools.machine_type(machine)
+    free_cpu = nodes.allocatable_cpu_millis(shape.cpus) / 1000 - DAEMONSET_CPU
+    free_memory = nodes.allocatable_memory_ki(shape.memory_gib) * 2**10 - DAEMONSET_MEMORY
+    return min(int(free_cpu // cpu), int(free_memory // memory))
+
+
+def test_spot_classes_pack_several_pods_per_node(
+    infra: list[dict[str, Any]], settings: Settings
+) -> None:
+    # A request just over half a node's free share runs one pod per node and pays for two
+    # (measured: 2 vCPU medium pods on e2-standard-4, one node each; docs/performance.md).
+    pools = _pools(infra)
+    for size_class in (c for c in settings.classes if c.spot):
+        for pool_name in {size_class.node_pool, size_class.fallback_node_pool or ""} - {""}:
+            machine = pools[pool_name]["spec"]["nodeConfig"]["machineType"]
+            per_node = _pods_per_node(
+                machine, cpu=_quantity(size_class.cpu), memory=_quantity(size_class.memory)
+            )
+            assert per_node >= 2, f"{size_class.name} on {pool_name} ({machine}): {per_node}"
 
 
 def test_non_batch_workloads_have_an_untainted_pool(infra: list[dict[str, Any]]) -> None:

@@ -173,6 +173,30 @@ def test_last_retry_moves_to_the_on_demand_pool(wft: dict[str, Any]) -> None:
     assert pools == ["node-pool"] * limit + ["fallback-node-pool"]
 
 
+def _backoffs(wft: dict[str, Any], template: str) -> list[float]:
+    """The waits before each retry of ``template`` at the default `retry-backoff`, as Argo
+    computes them: duration * factor^(retry - 1)."""
+    strategy = _templates(wft)[template]["retryStrategy"]
+    params = {p["name"]: p.get("value") for p in wft["spec"]["arguments"]["parameters"]}
+    duration = strategy["backoff"]["duration"].replace(
+        "{{workflow.parameters.retry-backoff}}", params["retry-backoff"]
+    )
+    base = float(duration.removesuffix("s"))
+    factor = int(strategy["backoff"]["factor"])
+    return [base * factor**n for n in range(int(strategy["limit"]))]
+
+
+def test_a_preempted_step_retries_soon_a_broken_one_slowly(wft: dict[str, Any]) -> None:
+    # Argo's wait cannot depend on the cause (one schedule per retryStrategy), so the schedule
+    # starts short (a preemption rarely strikes one step twice) and grows (a broken input
+    # fails every attempt): docs/performance.md, "A whole swarm".
+    waits = _backoffs(wft, "step")
+    assert waits[0] <= 10
+    assert sum(waits) >= 90
+    # The exit handler keeps minutes of retries for an outage of Pub/Sub or the API server.
+    assert sum(_backoffs(wft, "report")) >= 300
+
+
 def test_steps_tolerate_spot_and_batch_taints(wft: dict[str, Any]) -> None:
     tolerations = _templates(wft)["step"]["tolerations"]
     keys = {(t["key"], t.get("value"), t["effect"]) for t in tolerations}

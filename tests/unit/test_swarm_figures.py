@@ -83,11 +83,11 @@ def test_recorder_times_the_first_end_and_counts_its_retries() -> None:
     }
     retried = {"r": {"type": "Retry", "children": ["a", "b"], "boundaryID": "o1-dag"}}
     recorder._workflow("ADDED", {"metadata": meta, "status": {"phase": "Running"}})
-    assert recorder.workflows["wf-1"].finished is None
+    assert recorder.workflows["/wf-1"].finished is None
     recorder._workflow(
         "MODIFIED", {"metadata": meta, "status": {"phase": "Succeeded", "nodes": retried}}
     )
-    seen = recorder.workflows["wf-1"]
+    seen = recorder.workflows["/wf-1"]
     first = seen.finished
     recorder._workflow("MODIFIED", {"metadata": meta, "status": {"phase": "Succeeded"}})
     assert (seen.orders, seen.phase, seen.finished) == (frozenset({"o1", "o2"}), "Succeeded", first)
@@ -153,3 +153,67 @@ def test_targets_judge_the_ratios() -> None:
     autoscaled = {**result, "back_to_zero_s": 60.0, "run": {"consolidate_after": "15s"}}
     met = {name: ok for name, _, _, ok in targets(autoscaled)}
     assert met["pools back to zero"] is False  # the naive phase took 140 s > 15 + 120
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_naive_runs_everything_on_demand_where_it_fits(environment: str) -> None:
+    from pathlib import Path
+
+    from bench.swarm_naive import ONDEMAND, naive_settings
+    from dispatcher.config import load_settings
+
+    shipped = load_settings(Path(__file__).parents[2] / "config" / f"{environment}.yaml")
+    naive = naive_settings(shipped, environment="naive")
+    for ours, theirs in zip(shipped.classes, naive.classes, strict=True):
+        assert not theirs.spot
+        # Spot classes move to the on-demand pool; an on-demand class (prod's `large`, whose
+        # pods do not fit the on-demand pool's machines) keeps its own.
+        expected = ONDEMAND if ours.spot else ours.node_pool
+        assert theirs.node_pool == expected
+        assert (theirs.fallback_node_pool or theirs.node_pool) in {ONDEMAND, ours.node_pool}
+
+
+def test_recorder_counts_pool_nodes_only() -> None:
+    # The local stack's stand-in Node for `dispatcher run` has no pool: counted, it kept every
+    # run from ever seeing its pools back at zero.
+    recorder = Recorder(None, metrics_url="", etcd_url="")
+    shape = {"node.kubernetes.io/instance-type": "e2-standard-4"}
+    pool = {"cloud.google.com/gke-nodepool": "small-spot", **shape}
+    recorder._node("ADDED", {"metadata": {"name": "n1", "labels": pool}, "status": {}})
+    recorder._node("ADDED", {"metadata": {"name": "standin", "labels": {}}, "status": {}})
+    assert set(recorder.nodes) == {"n1"}
+
+
+def test_recorder_tells_namespaces_apart() -> None:
+    recorder = Recorder(None, metrics_url="", etcd_url="")
+    for namespace in ("burst-dispatcher", "burst-naive"):
+        meta = {"name": "bd-large-1", "namespace": namespace, "labels": {}}
+        recorder._workflow("ADDED", {"metadata": meta, "status": {"phase": "Succeeded"}})
+    assert len(recorder.workflows) == 2
+
+
+def test_a_failed_list_or_watch_means_listing_again() -> None:
+    import threading
+
+    from bench.swarm_watch import _stream
+
+    stop = threading.Event()
+    calls: list[str] = []
+    seen: list[str] = []
+
+    def list_call(**kw: object) -> dict[str, object]:
+        calls.append("watch" if kw.get("watch") else "list")
+        if kw.get("watch"):
+            raise TimeoutError("read timed out")  # a loaded API server
+        if calls.count("list") == 1:
+            raise ConnectionResetError("reset")
+        return {"items": [{"name": f"wf-{len(calls)}"}], "metadata": {"resourceVersion": "7"}}
+
+    def on(kind: str, item: dict[str, str]) -> None:
+        seen.append(item["name"])
+        if len(seen) == 2:
+            stop.set()
+
+    _stream(list_call, stop, on, pause=0.0)
+    assert calls[0] == "list" and calls.count("list") == 3  # failed list, then listed again
+    assert seen == ["wf-2", "wf-4"]
