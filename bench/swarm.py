@@ -132,6 +132,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--orders", type=int, default=2000, help="dispatcher swarm size")
     parser.add_argument("--naive-orders", type=int, default=200, help="naive swarm size (0: none)")
     parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
+    parser.add_argument(
+        "--naive-seed", type=int, default=None,
+        help="the naive swarm's seed (default: --seed, the same orders on both sides)",
+    )  # fmt: skip
     parser.add_argument("--invalid-share", type=float, default=0.01)
     parser.add_argument("--name", default=None, help="run name (default: date-time)")
     parser.add_argument("--runs-dir", type=Path, default=RUNS)
@@ -163,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     console = Console()
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
+    # The same swarm on both sides by default: the naive Workflows live in their own namespace,
+    # and the recorder keys Workflows by namespace and name.
+    naive_seed = args.naive_seed if args.naive_seed is not None else seed
     name = args.name or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     out = args.runs_dir / name
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         phases = []
         if args.naive_orders:
             phases.append(run_phase(setup, consumer="naive", count=args.naive_orders,
-                                    seed=seed + 1, args=args, console=console))  # fmt: skip
+                                    seed=naive_seed, args=args, console=console))  # fmt: skip
         phases.append(run_phase(setup, consumer="dispatcher", count=args.orders, seed=seed,
                                 args=args, console=console))  # fmt: skip
         setup.recorder.stop()
@@ -200,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         result["run"] = {
             "name": name, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "seed": seed, "cpus": os.cpu_count(), "autoscaled": setup.autoscaled(),
+            "seed": seed, "naive_seed": naive_seed, "cpus": os.cpu_count(),
+            "autoscaled": setup.autoscaled(),
             "extra_nodes_per_pool": args.extra_nodes, "naive_orders": args.naive_orders,
             "economics": str(args.economics) if args.autoscaling else None,
             "consolidate_after": consolidate_after() if args.autoscaling else None,
@@ -213,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "\n".join(example_orders(args.orders, seed=seed, invalid_share=args.invalid_share)) + "\n"
     )
     if args.naive_orders:
-        lines = example_orders(args.naive_orders, seed=seed + 1, invalid_share=args.invalid_share)
+        lines = example_orders(args.naive_orders, seed=naive_seed, invalid_share=args.invalid_share)
         (out / "naive.jsonl").write_text("\n".join(lines) + "\n")
     text = json.dumps(result, indent=1, default=str)
     (out / "result.json").write_text(text)
