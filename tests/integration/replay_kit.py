@@ -10,7 +10,6 @@ id and per message id, so a test can tell "lost" (an order never arrived) from "
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -107,17 +106,20 @@ def start_replay(
     """``dispatcher dead-letter replay`` as a child process (stderr to ``log``)."""
     with log.open("ab") as stderr:
         return subprocess.Popen(
-            args,
+            [sys.executable, "-c", _DEFAULT_SIGINT_THEN_EXEC, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
             env={**os.environ, **(env or {})},
-            # A CI job started in the background inherits SIGINT ignored (POSIX, no job
-            # control), and Python then never raises KeyboardInterrupt: give the child the
-            # default, as a terminal's Ctrl-C would find it.
-            preexec_fn=_default_sigint,
         )
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A CI job started in the background inherits SIGINT ignored (POSIX, no job control), and Python
+# then never raises KeyboardInterrupt: a small launcher restores the default, as a terminal's
+# Ctrl-C would find it, and execs the command (a default disposition survives exec). Not
+# `preexec_fn`: Python code between fork and exec in a process running gRPC threads can hang
+# the child (seen once in CI: an epoll error, then a replay that never started).
+_DEFAULT_SIGINT_THEN_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
