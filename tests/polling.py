@@ -1,7 +1,9 @@
 """The one way a test waits for something: poll a condition until it holds or a deadline passes.
 
-The standards forbid sleeping for a fixed time to wait for a server; every wait in the tests is
-this poll with a deadline, and its failure names what did not happen.
+The standards forbid sleeping for a fixed time to wait for a server. Most test waits use this
+poll with a deadline, and its failure names what did not happen. Not yet: tests/cluster's
+fetch/done ``poll``, the rehearsal's use of ``dispatcher.local.overlay.poll`` and the inline
+deadline loops of test_local_stack.
 """
 
 from __future__ import annotations
